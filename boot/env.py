@@ -1,0 +1,49 @@
+"""django-configurations values whose environment variable is exactly the setting name.
+
+A value that cannot be parsed stops start-up with ImproperlyConfigured naming the
+variable, instead of a bare ValueError deep in a traceback.
+"""
+
+from configurations import values
+from django.core.exceptions import ImproperlyConfigured
+
+
+class _EnvNamed:
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("environ_prefix", None)
+        super().__init__(*args, **kwargs)
+
+    def setup(self, name):
+        try:
+            return super().setup(name)
+        except ValueError as exc:
+            variable = self.full_environ_name(name)
+            raise ImproperlyConfigured(f"environment variable {variable} is invalid: {exc}") from None
+
+
+class Value(_EnvNamed, values.Value):
+    pass
+
+
+class BooleanValue(_EnvNamed, values.BooleanValue):
+    pass
+
+
+class IntegerValue(_EnvNamed, values.IntegerValue):
+    pass
+
+
+class FloatValue(_EnvNamed, values.FloatValue):
+    pass
+
+
+class ListValue(_EnvNamed, values.ListValue):
+    pass
+
+
+class SecretValue(_EnvNamed, values.SecretValue):
+    pass
+
+
+class DatabaseURLValue(_EnvNamed, values.DatabaseURLValue):
+    pass

@@ -1,0 +1,1 @@
+"""Ingest portal: resumable chunked uploads, a durable webhook outbox, self-cleaning operations."""

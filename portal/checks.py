@@ -1,0 +1,165 @@
+"""System checks of the portal's settings (``portal.E0NN``; ids are never reused).
+
+Each check reads settings through ``portal.conf``, never raises and never
+touches the network or the database.
+"""
+
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core import checks
+
+from portal import conf
+
+# S3 refuses multipart parts under 5 MiB (all but the last).
+S3_MIN_PART_SIZE = 5 * 1024**2
+S3_MAX_PARTS = 10_000
+
+
+def _error(msg, hint, id_):
+    return checks.Error(msg, hint=hint, id=id_)
+
+
+@checks.register(checks.Tags.compatibility)
+def check_chunk_bounds(app_configs=None, **kwargs):
+    low, high, default = conf.chunk_size_min(), conf.chunk_size_max(), conf.chunk_size()
+    if low > high:
+        return [
+            _error(
+                f"PORTAL_CHUNK_SIZE_MIN ({low}) is larger than PORTAL_CHUNK_SIZE_MAX ({high}).",
+                "Lower PORTAL_CHUNK_SIZE_MIN or raise PORTAL_CHUNK_SIZE_MAX.",
+                "portal.E001",
+            )
+        ]
+    if not low <= default <= high:
+        return [
+            _error(
+                f"PORTAL_CHUNK_SIZE ({default}) is outside PORTAL_CHUNK_SIZE_MIN ({low}) "
+                f"and PORTAL_CHUNK_SIZE_MAX ({high}).",
+                "Set PORTAL_CHUNK_SIZE between the two bounds.",
+                "portal.E002",
+            )
+        ]
+    return []
+
+
+@checks.register(checks.Tags.compatibility)
+def check_max_file_size(app_configs=None, **kwargs):
+    size, high = conf.max_file_size(), conf.chunk_size_max()
+    if size <= 0:
+        return [
+            _error(
+                f"PORTAL_MAX_FILE_SIZE ({size}) must be positive.",
+                "Set PORTAL_MAX_FILE_SIZE to the largest file size in bytes.",
+                "portal.E003",
+            )
+        ]
+    if high > 0 and -(-size // high) > S3_MAX_PARTS:
+        return [
+            _error(
+                f"PORTAL_MAX_FILE_SIZE ({size}) needs more than {S3_MAX_PARTS} parts at "
+                f"PORTAL_CHUNK_SIZE_MAX ({high}).",
+                "Lower PORTAL_MAX_FILE_SIZE or raise PORTAL_CHUNK_SIZE_MAX.",
+                "portal.E003",
+            )
+        ]
+    return []
+
+
+# setting name → (smallest allowed value, check id)
+POSITIVE_SETTINGS = {
+    "PORTAL_SESSION_TTL_HOURS": (1, "portal.E004"),
+    "PORTAL_CLEANUP_BATCH_SIZE": (1, "portal.E005"),
+    "PORTAL_CHUNK_SIZE_MIN": (1, "portal.E008"),
+    "PORTAL_OUTBOX_BASE_DELAY_SECONDS": (1, "portal.E008"),
+    "PORTAL_OUTBOX_MAX_DELAY_SECONDS": (1, "portal.E008"),
+    "PORTAL_OUTBOX_MAX_ATTEMPTS": (1, "portal.E008"),
+    "PORTAL_CLEANUP_INTERVAL_MINUTES": (1, "portal.E008"),
+    "PORTAL_CLEANUP_GRACE_MINUTES": (0, "portal.E008"),
+    "PORTAL_FAILED_SESSION_RETENTION_DAYS": (0, "portal.E008"),
+    "PORTAL_OUTBOX_RETENTION_DAYS": (0, "portal.E008"),
+    "PORTAL_READY_TIMEOUT_SECONDS": (0.05, "portal.E008"),
+}
+
+
+@checks.register(checks.Tags.compatibility)
+def check_numeric_ranges(app_configs=None, **kwargs):
+    errors = []
+    for name, (minimum, id_) in POSITIVE_SETTINGS.items():
+        value = conf.get(name)
+        if value < minimum:
+            errors.append(
+                _error(
+                    f"{name} ({value}) must be at least {minimum}.",
+                    f"Set {name} to {minimum} or more.",
+                    id_,
+                )
+            )
+    return errors
+
+
+@checks.register(checks.Tags.compatibility)
+def check_runner_endpoint(app_configs=None, **kwargs):
+    endpoint = conf.runner_endpoint()
+    if not endpoint:
+        return []
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return [
+            _error(
+                f"PORTAL_RUNNER_ENDPOINT ({endpoint!r}) is not an http(s) URL.",
+                "Use a full URL such as https://runner.example/events, or leave it empty.",
+                "portal.E006",
+            )
+        ]
+    if not conf.runner_auth_secret():
+        message = "PORTAL_RUNNER_ENDPOINT is set but PORTAL_RUNNER_AUTH_SECRET is empty."
+        hint = "Set PORTAL_RUNNER_AUTH_SECRET so the runner can verify deliveries."
+        # Unsigned deliveries are tolerable while developing, never in production.
+        if settings.DEBUG:
+            return [checks.Warning(message, hint=hint, id="portal.W001")]
+        return [_error(message, hint, "portal.E007")]
+    return []
+
+
+@checks.register(checks.Tags.compatibility)
+def check_storage(app_configs=None, **kwargs):
+    backend = conf.storage_backend()
+    if backend not in ("filesystem", "s3"):
+        return [
+            _error(
+                f"PORTAL_STORAGE_BACKEND ({backend!r}) must be 'filesystem' or 's3'.",
+                "Set PORTAL_STORAGE_BACKEND to filesystem or s3.",
+                "portal.E009",
+            )
+        ]
+    errors = []
+    temp, final = conf.temp_prefix().strip("/"), conf.final_prefix().strip("/")
+    if not temp or not final or temp == final or ".." in f"{temp}/{final}".split("/"):
+        errors.append(
+            _error(
+                f"PORTAL_TEMP_PREFIX ({conf.temp_prefix()!r}) and PORTAL_FINAL_PREFIX "
+                f"({conf.final_prefix()!r}) must be distinct, non-empty relative prefixes.",
+                "Use e.g. tmp/ and files/.",
+                "portal.E010",
+            )
+        )
+    if backend == "s3":
+        if not conf.s3_bucket():
+            errors.append(
+                _error(
+                    "PORTAL_STORAGE_BACKEND is 's3' but AWS_STORAGE_BUCKET_NAME is empty.",
+                    "Set AWS_STORAGE_BUCKET_NAME.",
+                    "portal.E011",
+                )
+            )
+        if conf.chunk_size_min() < S3_MIN_PART_SIZE:
+            errors.append(
+                _error(
+                    f"PORTAL_CHUNK_SIZE_MIN ({conf.chunk_size_min()}) is below S3's multipart "
+                    f"minimum of {S3_MIN_PART_SIZE} bytes.",
+                    "Raise PORTAL_CHUNK_SIZE_MIN to 5242880 or more when using S3.",
+                    "portal.E012",
+                )
+            )
+    return errors

@@ -1,0 +1,151 @@
+"""The portal's settings, with their defaults.
+
+This is the only module of the app that reads ``PORTAL_*`` settings. Values are
+read at call time, so ``override_settings`` in tests and a host project's own
+configuration both take effect without a restart of the app.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+
+DEFAULTS = {
+    "PORTAL_MAX_FILE_SIZE": 5 * 1024**3,
+    "PORTAL_CHUNK_SIZE": 8 * 1024**2,
+    "PORTAL_CHUNK_SIZE_MIN": 5 * 1024**2,
+    "PORTAL_CHUNK_SIZE_MAX": 64 * 1024**2,
+    "PORTAL_SESSION_TTL_HOURS": 24,
+    "PORTAL_OUTBOX_BASE_DELAY_SECONDS": 30,
+    "PORTAL_OUTBOX_MAX_DELAY_SECONDS": 3600,
+    "PORTAL_OUTBOX_MAX_ATTEMPTS": 10,
+    "PORTAL_RUNNER_ENDPOINT": "",
+    "PORTAL_RUNNER_AUTH_SECRET": "",
+    "PORTAL_CLEANUP_ENABLED": True,
+    "PORTAL_CLEANUP_DRY_RUN": False,
+    "PORTAL_CLEANUP_INTERVAL_MINUTES": 10,
+    "PORTAL_CLEANUP_GRACE_MINUTES": 30,
+    "PORTAL_CLEANUP_BATCH_SIZE": 1000,
+    "PORTAL_FAILED_SESSION_RETENTION_DAYS": 30,
+    "PORTAL_OUTBOX_RETENTION_DAYS": 7,
+    "PORTAL_READY_TIMEOUT_SECONDS": 0.8,
+    "PORTAL_STORAGE_BACKEND": "filesystem",
+    "PORTAL_STORAGE_ROOT": "var/storage",
+    "PORTAL_TEMP_PREFIX": "tmp/",
+    "PORTAL_FINAL_PREFIX": "files/",
+    # Not in the public table: transport knobs with safe defaults.
+    "PORTAL_OUTBOX_CONNECT_TIMEOUT_SECONDS": 3.05,
+    "PORTAL_OUTBOX_READ_TIMEOUT_SECONDS": 10.0,
+    "PORTAL_OUTBOX_BATCH_SIZE": 100,
+}
+
+
+def get(name):
+    """Return the setting ``name``, falling back to the portal's default."""
+    return getattr(settings, name, DEFAULTS[name])
+
+
+def max_file_size() -> int:
+    return int(get("PORTAL_MAX_FILE_SIZE"))
+
+
+def chunk_size() -> int:
+    return int(get("PORTAL_CHUNK_SIZE"))
+
+
+def chunk_size_min() -> int:
+    return int(get("PORTAL_CHUNK_SIZE_MIN"))
+
+
+def chunk_size_max() -> int:
+    return int(get("PORTAL_CHUNK_SIZE_MAX"))
+
+
+def session_ttl() -> timedelta:
+    return timedelta(hours=get("PORTAL_SESSION_TTL_HOURS"))
+
+
+def outbox_base_delay() -> timedelta:
+    return timedelta(seconds=get("PORTAL_OUTBOX_BASE_DELAY_SECONDS"))
+
+
+def outbox_max_delay() -> timedelta:
+    return timedelta(seconds=get("PORTAL_OUTBOX_MAX_DELAY_SECONDS"))
+
+
+def outbox_max_attempts() -> int:
+    return int(get("PORTAL_OUTBOX_MAX_ATTEMPTS"))
+
+
+def outbox_timeouts() -> tuple[float, float]:
+    """(connect, read) timeouts of one webhook delivery, for requests."""
+    return (
+        float(get("PORTAL_OUTBOX_CONNECT_TIMEOUT_SECONDS")),
+        float(get("PORTAL_OUTBOX_READ_TIMEOUT_SECONDS")),
+    )
+
+
+def outbox_batch_size() -> int:
+    return int(get("PORTAL_OUTBOX_BATCH_SIZE"))
+
+
+def runner_endpoint() -> str:
+    return get("PORTAL_RUNNER_ENDPOINT")
+
+
+def runner_auth_secret() -> str:
+    return get("PORTAL_RUNNER_AUTH_SECRET")
+
+
+def cleanup_enabled() -> bool:
+    return bool(get("PORTAL_CLEANUP_ENABLED"))
+
+
+def cleanup_dry_run() -> bool:
+    return bool(get("PORTAL_CLEANUP_DRY_RUN"))
+
+
+def cleanup_interval() -> timedelta:
+    return timedelta(minutes=get("PORTAL_CLEANUP_INTERVAL_MINUTES"))
+
+
+def cleanup_grace() -> timedelta:
+    return timedelta(minutes=get("PORTAL_CLEANUP_GRACE_MINUTES"))
+
+
+def cleanup_batch_size() -> int:
+    return int(get("PORTAL_CLEANUP_BATCH_SIZE"))
+
+
+def failed_session_retention() -> timedelta | None:
+    """Age after which failed/aborted sessions are pruned; None when pruning is off."""
+    days = get("PORTAL_FAILED_SESSION_RETENTION_DAYS")
+    return timedelta(days=days) if days else None
+
+
+def outbox_retention() -> timedelta:
+    return timedelta(days=get("PORTAL_OUTBOX_RETENTION_DAYS"))
+
+
+def ready_timeout() -> float:
+    return float(get("PORTAL_READY_TIMEOUT_SECONDS"))
+
+
+def storage_backend() -> str:
+    return get("PORTAL_STORAGE_BACKEND")
+
+
+def storage_root() -> Path:
+    return Path(get("PORTAL_STORAGE_ROOT")).resolve()
+
+
+def temp_prefix() -> str:
+    return get("PORTAL_TEMP_PREFIX")
+
+
+def final_prefix() -> str:
+    return get("PORTAL_FINAL_PREFIX")
+
+
+def s3_bucket() -> str:
+    return getattr(settings, "AWS_STORAGE_BUCKET_NAME", None) or ""

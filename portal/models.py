@@ -1,0 +1,317 @@
+"""The portal's domain model (SPEC §3).
+
+Models hold state and QuerySet filters only; every action lives in
+``portal.services``.
+"""
+
+import uuid_utils.compat as uuid_compat
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+def new_id():
+    """A UUIDv7: time-ordered, so new rows land at the end of the primary-key index."""
+    return uuid_compat.uuid7()
+
+
+class TimestampedModel(models.Model):
+    id = models.UUIDField(primary_key=True, default=new_id, editable=False)
+    # A default rather than auto_now_add, so tests and imports can set the past.
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class UploadFile(TimestampedModel):
+    class Status(models.TextChoices):
+        UPLOADING = "uploading"
+        STORED = "stored"
+        FAILED = "failed"
+
+    original_filename = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=255, blank=True)
+    size_bytes = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.UPLOADING)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="portal_files"
+    )
+    storage_backend = models.CharField(max_length=16, blank=True)
+    storage_bucket = models.CharField(max_length=255, blank=True)
+    storage_key = models.CharField(max_length=1024, blank=True)
+    stored_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "created_at"], name="portal_file_status_idx")]
+
+    def __str__(self):
+        return f"{self.original_filename} ({self.status})"
+
+
+class UploadSessionQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(status__in=UploadSession.ACTIVE_STATUSES)
+
+    def terminal(self):
+        return self.filter(status__in=UploadSession.TERMINAL_STATUSES)
+
+    def idle_since(self, cutoff):
+        return self.filter(last_activity_at__lt=cutoff)
+
+    def finished_before(self, cutoff):
+        return self.filter(finished_at__lt=cutoff)
+
+    def owned_by(self, user):
+        return self.filter(created_by=user)
+
+
+class UploadSession(TimestampedModel):
+    class Status(models.TextChoices):
+        INIT = "init"
+        IN_PROGRESS = "in_progress"
+        COMPLETE = "complete"
+        FAILED = "failed"
+        ABORTED = "aborted"
+
+    ACTIVE_STATUSES = (Status.INIT, Status.IN_PROGRESS)
+    TERMINAL_STATUSES = (Status.COMPLETE, Status.FAILED, Status.ABORTED)
+
+    file = models.OneToOneField(UploadFile, on_delete=models.CASCADE, related_name="session")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="portal_sessions"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.INIT)
+    chunk_size_bytes = models.BigIntegerField()
+    total_size_bytes = models.BigIntegerField()
+    total_parts = models.PositiveIntegerField()
+    completed_parts = models.PositiveIntegerField(default=0)
+    bytes_received = models.BigIntegerField(default=0)
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    last_activity_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    failure_reason = models.CharField(max_length=64, blank=True)
+
+    objects = UploadSessionQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["created_by", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="portal_session_idempotency_uniq",
+            ),
+        ]
+        indexes = [
+            # cleanup_stale_sessions: active sessions idle since a cutoff.
+            models.Index(
+                fields=["last_activity_at"],
+                condition=Q(status__in=["init", "in_progress"]),
+                name="portal_session_active_idx",
+            ),
+            # cleanup_orphan_temp_parts / prune_old_failed_sessions: terminal by age.
+            models.Index(
+                fields=["status", "finished_at"],
+                condition=Q(status__in=["complete", "failed", "aborted"]),
+                name="portal_session_terminal_idx",
+            ),
+        ]
+
+    def __str__(self):
+        return f"session {self.pk} ({self.status})"
+
+    @property
+    def is_terminal(self):
+        return self.status in self.TERMINAL_STATUSES
+
+
+class UploadPart(TimestampedModel):
+    session = models.ForeignKey(UploadSession, on_delete=models.CASCADE, related_name="parts")
+    part_number = models.PositiveIntegerField()
+    size_bytes = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    temp_storage_key = models.CharField(max_length=1024, unique=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "part_number"], name="portal_part_number_uniq"
+            ),
+        ]
+
+    def __str__(self):
+        return f"part {self.part_number} of {self.session_id}"
+
+
+class WebhookEndpoint(TimestampedModel):
+    name = models.CharField(max_length=100, blank=True)
+    url = models.URLField(max_length=2000)
+    secret = models.CharField(max_length=255)
+    event_types = models.JSONField(
+        default=list, blank=True, help_text="Exact event types to receive; empty means all."
+    )
+    is_active = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=255, blank=True)
+
+    def __str__(self):
+        return self.name or self.url
+
+    def accepts(self, event_type):
+        return not self.event_types or event_type in self.event_types
+
+
+class OutboxEvent(TimestampedModel):
+    event_type = models.CharField(max_length=100)
+    payload = models.JSONField()
+    aggregate_type = models.CharField(max_length=100)
+    aggregate_id = models.CharField(max_length=64)
+    idempotency_key = models.CharField(max_length=255, unique=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["aggregate_type", "aggregate_id"], name="portal_event_aggregate_idx"),
+            models.Index(fields=["event_type", "created_at"], name="portal_event_type_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.event_type} {self.pk}"
+
+
+class OutboxDeliveryQuerySet(models.QuerySet):
+    def due(self, now):
+        return self.filter(status=OutboxDelivery.Status.PENDING, next_attempt_at__lte=now)
+
+    def dead(self):
+        return self.filter(status=OutboxDelivery.Status.FAILED)
+
+
+class OutboxDelivery(TimestampedModel):
+    """Delivery state of one event to one destination (the runner or an endpoint)."""
+
+    RUNNER = "runner"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+
+    event = models.ForeignKey(OutboxEvent, on_delete=models.CASCADE, related_name="deliveries")
+    # "runner" for PORTAL_RUNNER_ENDPOINT, else "endpoint:<id>"; stable even if the
+    # endpoint row is deleted later.
+    destination = models.CharField(max_length=64)
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    # Set while a dispatcher holds the delivery; a claim past next_attempt_at is stale.
+    claim_token = models.UUIDField(null=True, blank=True)
+    last_status_code = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OutboxDeliveryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "outbox deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "destination"], name="portal_delivery_destination_uniq"
+            ),
+        ]
+        indexes = [
+            # dispatch_due_deliveries: pending rows by due time.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(status="pending"),
+                name="portal_delivery_due_idx",
+            ),
+            # prune_outbox: delivered rows by age.
+            models.Index(
+                fields=["delivered_at"],
+                condition=Q(status="delivered"),
+                name="portal_delivery_done_idx",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.event_id} → {self.destination} ({self.status})"
+
+
+class ApiToken(TimestampedModel):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="portal_api_tokens"
+    )
+    name = models.CharField(max_length=100, blank=True)
+    # SHA-256 of the token; the token itself is shown once and never stored.
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=12, editable=False, help_text="First characters, to tell tokens apart.")
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.prefix}… ({self.user})"
+
+    @property
+    def is_active(self):
+        return self.revoked_at is None
+
+
+class CleanupRun(TimestampedModel):
+    class Trigger(models.TextChoices):
+        BEAT = "beat"
+        COMMAND = "command"
+        ADMIN = "admin"
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCESS = "success"
+        PARTIAL = "partial"
+        FAILED = "failed"
+        SKIPPED = "skipped"
+
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    dry_run = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        permissions = [("run_cleanup", "Can run cleanup from the admin")]
+        indexes = [
+            models.Index(fields=["-started_at"], name="portal_cleanup_started_idx"),
+            models.Index(fields=["status", "-finished_at"], name="portal_cleanup_status_idx"),
+        ]
+
+    def __str__(self):
+        return f"cleanup {self.trigger} {self.started_at:%Y-%m-%d %H:%M} ({self.status})"
+
+    @property
+    def duration(self):
+        return self.finished_at - self.started_at if self.finished_at else None
+
+
+class CleanupControl(models.Model):
+    """One row: operator switches that the next cleanup run obeys without a redeploy."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    paused = models.BooleanField(default=False, help_text="Skip cleanup runs until unpaused.")
+    force_dry_run = models.BooleanField(default=False, help_text="Run cleanup as a dry run only.")
+    note = models.CharField(max_length=255, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "cleanup control"
+
+    def __str__(self):
+        return "cleanup control"
+
+    @classmethod
+    def current(cls):
+        return cls.objects.get_or_create(pk=1)[0]

@@ -1,0 +1,69 @@
+"""The one small interface every storage adapter satisfies.
+
+Keys are relative, ``/``-separated and always start with the adapter's temp or
+final prefix. Adapters build keys from ids themselves and refuse any key that
+would leave its prefix, so no caller can reach outside the storage root.
+"""
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import BinaryIO, Protocol, runtime_checkable
+
+# Streams are copied in pieces of this size: memory stays flat whatever the part size.
+COPY_BUFFER_SIZE = 1024 * 1024
+# S3 DeleteObjects takes at most 1,000 keys per call; the filesystem follows suit.
+DELETE_BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    sha256: str = ""
+    last_modified: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    """Outcome of ``delete_many``: missing keys count as deleted; errors map key → reason."""
+
+    deleted: tuple[str, ...] = ()
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@runtime_checkable
+class StorageAdapter(Protocol):
+    backend: str  # "filesystem" or "s3"
+    bucket: str  # "" on the filesystem
+
+    def write_temp_part(
+        self, session_id, part_number: int, stream: BinaryIO, *, max_bytes: int
+    ) -> StoredObject:
+        """Stream one part to a new, unique temp key, computing its size and SHA-256.
+
+        Raises ``PartTooLarge`` (and keeps nothing) when the stream holds more than
+        ``max_bytes``.
+        """
+
+    def open(self, key: str) -> BinaryIO:
+        """Open an object for reading; ``ObjectMissing`` if absent."""
+
+    def delete_many(self, keys: Iterable[str]) -> DeleteResult:
+        """Delete temp objects in batches; per-key errors are returned, not raised."""
+
+    def iter_temp_objects(self, *, older_than: datetime) -> Iterator[StoredObject]:
+        """Yield temp objects last modified before ``older_than``, page by page."""
+
+    def assemble_final(self, file_id, filename: str, part_keys: list[str]) -> StoredObject:
+        """Concatenate temp parts, in the given order, into the final object (with SHA-256)."""
+
+    def delete_final(self, key: str) -> None:
+        """Delete a final object; missing counts as deleted."""
+
+    def check(self) -> None:
+        """A cheap readiness probe; raises ``StorageUnavailable``."""

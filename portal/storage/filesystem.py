@@ -1,0 +1,163 @@
+"""Storage on a local (or mounted) filesystem."""
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from portal.exceptions import InvalidStorageKey, ObjectMissing, PartTooLarge, StorageUnavailable
+from portal.storage import keys
+from portal.storage.base import COPY_BUFFER_SIZE, DeleteResult, StoredObject
+
+
+class FilesystemStorage:
+    backend = "filesystem"
+    bucket = ""
+
+    def __init__(self, *, root, temp_prefix="tmp/", final_prefix="files/"):
+        self.root = Path(root).resolve()
+        self.temp_prefix = keys.normalise_prefix(temp_prefix)
+        self.final_prefix = keys.normalise_prefix(final_prefix)
+
+    # -- keys ---------------------------------------------------------------
+
+    def _path(self, key: str, *prefixes: str) -> Path:
+        keys.validate_key(key, *(prefixes or (self.temp_prefix, self.final_prefix)))
+        return self.root / key
+
+    def _key(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    # -- writing ------------------------------------------------------------
+
+    def write_temp_part(self, session_id, part_number, stream, *, max_bytes):
+        key = keys.temp_part_key(self.temp_prefix, session_id, part_number)
+        path = self._path(key, self.temp_prefix)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            size, digest = self._copy(stream, path, max_bytes=max_bytes)
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            raise StorageUnavailable(f"cannot write {key}: {exc.strerror}") from exc
+        return StoredObject(key=key, size=size, sha256=digest)
+
+    def _copy(self, stream: BinaryIO, path: Path, *, max_bytes: int | None) -> tuple[int, str]:
+        digest = hashlib.sha256()
+        size = 0
+        with open(path, "xb") as out:
+            while chunk := stream.read(COPY_BUFFER_SIZE):
+                size += len(chunk)
+                if max_bytes is not None and size > max_bytes:
+                    out.close()
+                    path.unlink(missing_ok=True)
+                    raise PartTooLarge(f"part is larger than {max_bytes} bytes")
+                digest.update(chunk)
+                out.write(chunk)
+        return size, digest.hexdigest()
+
+    def assemble_final(self, file_id, filename, part_keys):
+        key = keys.final_key(self.final_prefix, file_id, filename)
+        path = self._path(key, self.final_prefix)
+        # Write beside the target and rename: readers never see a half-written file.
+        partial = path.with_name(f".{uuid.uuid4().hex}.partial")
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(partial, "xb") as out:
+                for part_key in part_keys:
+                    with self.open(part_key) as part:
+                        while chunk := part.read(COPY_BUFFER_SIZE):
+                            size += len(chunk)
+                            digest.update(chunk)
+                            out.write(chunk)
+            os.replace(partial, path)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise StorageUnavailable(f"cannot assemble {key}: {exc.strerror}") from exc
+        except ObjectMissing:
+            partial.unlink(missing_ok=True)
+            raise
+        return StoredObject(key=key, size=size, sha256=digest.hexdigest())
+
+    # -- reading ------------------------------------------------------------
+
+    def open(self, key):
+        path = self._path(key)
+        try:
+            return open(path, "rb")
+        except FileNotFoundError as exc:
+            raise ObjectMissing(key) from exc
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot open {key}: {exc.strerror}") from exc
+
+    def iter_temp_objects(self, *, older_than: datetime) -> Iterator[StoredObject]:
+        cutoff = older_than.timestamp()
+        # os.scandir is lazy: memory stays flat however many parts there are.
+        stack = [self.root / self.temp_prefix]
+        while stack:
+            directory = stack.pop()
+            try:
+                entries = os.scandir(directory)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StorageUnavailable(f"cannot list {directory}: {exc.strerror}") from exc
+            with entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(Path(entry.path))
+                        continue
+                    stat = entry.stat(follow_symlinks=False)
+                    if stat.st_mtime < cutoff:
+                        yield StoredObject(
+                            key=self._key(Path(entry.path)),
+                            size=stat.st_size,
+                            last_modified=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
+                        )
+
+    # -- deleting -----------------------------------------------------------
+
+    def delete_many(self, keys_to_delete: Iterable[str]) -> DeleteResult:
+        deleted, errors = [], {}
+        for key in keys_to_delete:
+            try:
+                path = self._path(key, self.temp_prefix)
+                path.unlink(missing_ok=True)
+            except InvalidStorageKey as exc:
+                errors[key] = str(exc)
+                continue
+            except OSError as exc:
+                errors[key] = exc.strerror or exc.__class__.__name__
+                continue
+            deleted.append(key)
+            self._remove_empty_parent(path)
+        return DeleteResult(deleted=tuple(deleted), errors=errors)
+
+    def _remove_empty_parent(self, path: Path) -> None:
+        if path.parent != self.root / self.temp_prefix:
+            try:
+                path.parent.rmdir()
+            except OSError:
+                pass  # not empty yet, or already gone
+
+    def delete_final(self, key):
+        try:
+            self._path(key, self.final_prefix).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot delete {key}: {exc.strerror}") from exc
+
+    # -- readiness ----------------------------------------------------------
+
+    def check(self):
+        if not self.root.is_dir():
+            raise StorageUnavailable(f"storage root {self.root} does not exist")
+        probe = self.root / f".ready-{uuid.uuid4().hex}"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise StorageUnavailable(f"storage root {self.root} is not writable") from exc

@@ -1,0 +1,41 @@
+"""Key construction and validation shared by every adapter."""
+
+import posixpath
+import uuid
+
+from django.utils.text import get_valid_filename
+
+from portal.exceptions import InvalidStorageKey
+
+
+def normalise_prefix(prefix: str) -> str:
+    prefix = prefix.strip("/")
+    if not prefix or ".." in prefix.split("/"):
+        raise InvalidStorageKey(f"invalid storage prefix {prefix!r}")
+    return prefix + "/"
+
+
+def temp_part_key(temp_prefix: str, session_id, part_number: int) -> str:
+    # A fresh suffix per write: a concurrent or conflicting re-send of the same part
+    # never overwrites the object the database already points at.
+    return f"{temp_prefix}{session_id}/{int(part_number):06d}-{uuid.uuid4().hex}.part"
+
+
+def final_key(final_prefix: str, file_id, filename: str) -> str:
+    try:
+        name = get_valid_filename(filename)
+    except Exception:  # noqa: BLE001 - Django raises SuspiciousFileOperation for "." etc.
+        name = "file"
+    return f"{final_prefix}{file_id}/{name}"
+
+
+def validate_key(key: str, *prefixes: str) -> str:
+    """Return ``key`` if it is a clean relative key under one of ``prefixes``."""
+    if not isinstance(key, str) or not key or key.startswith("/") or "\\" in key or "\x00" in key:
+        raise InvalidStorageKey(f"invalid storage key {key!r}")
+    parts = key.split("/")
+    if any(part in ("", ".", "..") for part in parts) or posixpath.normpath(key) != key:
+        raise InvalidStorageKey(f"invalid storage key {key!r}")
+    if not any(key.startswith(prefix) and len(key) > len(prefix) for prefix in prefixes):
+        raise InvalidStorageKey(f"storage key {key!r} is outside {', '.join(prefixes)}")
+    return key

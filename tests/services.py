@@ -1,0 +1,45 @@
+"""Which real services this machine offers the tests, and how to reach them.
+
+Tests that need PostgreSQL, Redis or S3 skip with a reason when the service is
+missing, except under ``CI=true``, where a missing service fails the test.
+"""
+
+import os
+import socket
+from functools import cache
+from urllib.parse import urlsplit
+
+import pytest
+from django.db import connection
+
+REDIS_URL = os.environ.get("PORTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(available: bool, reason: str) -> None:
+    if available:
+        return
+    if in_ci():
+        pytest.fail(f"{reason} (required when CI=true)", pytrace=False)
+    pytest.skip(reason)
+
+
+def uses_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+@cache
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def redis_available() -> bool:
+    parts = urlsplit(REDIS_URL)
+    return port_open(parts.hostname or "127.0.0.1", parts.port or 6379)
