@@ -8,7 +8,7 @@ from celery.signals import setup_logging
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "boot.settings")
 os.environ.setdefault("DJANGO_CONFIGURATION", "Dev")
 
-from configurations import importer  # noqa: E402
+from configurations import importer
 
 # Only the import hook: settings load lazily, when Celery's Django fixup asks for them.
 importer.install()

@@ -18,7 +18,9 @@ class _EnvNamed:
             return super().setup(name)
         except ValueError as exc:
             variable = self.full_environ_name(name)
-            raise ImproperlyConfigured(f"environment variable {variable} is invalid: {exc}") from None
+            raise ImproperlyConfigured(
+                f"environment variable {variable} is invalid: {exc}"
+            ) from None
 
 
 class Value(_EnvNamed, values.Value):

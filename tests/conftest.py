@@ -49,7 +49,9 @@ def storage_root(tmp_path):
 @pytest.fixture
 def fs_storage(storage_root):
     """The filesystem adapter on a fresh root, installed as the portal's storage."""
-    with override_settings(PORTAL_STORAGE_BACKEND="filesystem", PORTAL_STORAGE_ROOT=str(storage_root)):
+    with override_settings(
+        PORTAL_STORAGE_BACKEND="filesystem", PORTAL_STORAGE_ROOT=str(storage_root)
+    ):
         yield get_storage()
 
 

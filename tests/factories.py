@@ -24,10 +24,14 @@ def make_file(*, uploaded_by=None, **fields):
         "content_type": "application/octet-stream",
         "size_bytes": 3 * 5 * MiB,
     }
-    return UploadFile.objects.create(uploaded_by=uploaded_by or make_user(), **{**defaults, **fields})
+    return UploadFile.objects.create(
+        uploaded_by=uploaded_by or make_user(), **{**defaults, **fields}
+    )
 
 
-def make_session(*, status=UploadSession.Status.IN_PROGRESS, user=None, parts=0, storage=None, **fields):
+def make_session(
+    *, status=UploadSession.Status.IN_PROGRESS, user=None, parts=0, storage=None, **fields
+):
     """A session of ``status``; ``parts`` received parts, written to ``storage`` when given.
 
     Terminal sessions get ``finished_at`` (default: ``last_activity_at``) unless passed.
@@ -65,10 +69,19 @@ def make_part(session, part_number, *, storage=None, body=None):
     """A received part. With ``storage`` its object is really written; else a made-up key."""
     body = body if body is not None else f"part {part_number} of {session.pk}".encode().ljust(16)
     if storage is not None:
-        stored = storage.write_temp_part(session.pk, part_number, io.BytesIO(body), max_bytes=len(body))
+        stored = storage.write_temp_part(
+            session.pk, part_number, io.BytesIO(body), max_bytes=len(body)
+        )
         key, digest = stored.key, stored.sha256
     else:
-        key, digest = f"tmp/{session.pk}/{part_number:06d}-fake.part", hashlib.sha256(body).hexdigest()
+        key, digest = (
+            f"tmp/{session.pk}/{part_number:06d}-fake.part",
+            hashlib.sha256(body).hexdigest(),
+        )
     return UploadPart.objects.create(
-        session=session, part_number=part_number, size_bytes=len(body), sha256=digest, temp_storage_key=key
+        session=session,
+        part_number=part_number,
+        size_bytes=len(body),
+        sha256=digest,
+        temp_storage_key=key,
     )

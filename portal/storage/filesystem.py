@@ -1,5 +1,6 @@
 """Storage on a local (or mounted) filesystem."""
 
+import contextlib
 import hashlib
 import os
 import uuid
@@ -139,10 +140,8 @@ class FilesystemStorage:
 
     def _remove_empty_parent(self, path: Path) -> None:
         if path.parent != self.root / self.temp_prefix:
-            try:
+            with contextlib.suppress(OSError):  # not empty yet, or already gone
                 path.parent.rmdir()
-            except OSError:
-                pass  # not empty yet, or already gone
 
     def delete_final(self, key):
         try:

@@ -1,0 +1,63 @@
+from django.contrib import admin
+
+from portal.models import ApiToken, UploadFile, UploadPart, UploadSession
+
+
+class ReadOnlyTimestampsMixin:
+    def get_readonly_fields(self, request, obj=None):
+        return (*super().get_readonly_fields(request, obj), "id", "created_at", "updated_at")
+
+
+@admin.register(UploadFile)
+class UploadFileAdmin(ReadOnlyTimestampsMixin, admin.ModelAdmin):
+    list_display = ("original_filename", "status", "size_bytes", "uploaded_by", "created_at")
+    list_filter = ("status", "storage_backend")
+    search_fields = ("id", "original_filename", "sha256", "storage_key", "uploaded_by__username")
+    list_select_related = ("uploaded_by",)
+    raw_id_fields = ("uploaded_by",)
+    date_hierarchy = "created_at"
+
+
+class UploadPartInline(admin.TabularInline):
+    model = UploadPart
+    fields = ("part_number", "size_bytes", "sha256", "temp_storage_key", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(UploadSession)
+class UploadSessionAdmin(ReadOnlyTimestampsMixin, admin.ModelAdmin):
+    list_display = (
+        "id",
+        "status",
+        "completed_parts",
+        "total_parts",
+        "created_by",
+        "last_activity_at",
+        "failure_reason",
+    )
+    list_filter = ("status", "failure_reason")
+    search_fields = ("id", "idempotency_key", "file__original_filename", "created_by__username")
+    list_select_related = ("created_by",)
+    raw_id_fields = ("file", "created_by")
+    date_hierarchy = "created_at"
+    inlines = [UploadPartInline]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ReadOnlyTimestampsMixin, admin.ModelAdmin):
+    # The hash is never shown: a token is printed once by create_api_token.
+    list_display = ("prefix", "name", "user", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("revoked_at",)
+    search_fields = ("prefix", "name", "user__username")
+    fields = ("user", "name", "prefix", "last_used_at", "revoked_at")
+    readonly_fields = ("prefix", "last_used_at")
+    raw_id_fields = ("user",)
+
+    def has_add_permission(self, request):
+        return False
