@@ -1,0 +1,12 @@
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY boot boot
+COPY portal portal
+COPY manage.py ./
+RUN pip install --no-cache-dir .
+RUN useradd --create-home portal && mkdir -p var && chown portal var
+USER portal
+EXPOSE 8000
+CMD ["gunicorn", "boot.wsgi:application", "--bind", "0.0.0.0:8000"]
