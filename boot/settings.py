@@ -35,6 +35,8 @@ class Base(Configuration):
         "portal",
     ]
     MIDDLEWARE = [
+        # First: probes are answered before host validation and the HTTPS redirect.
+        "portal.middleware.ProbeMiddleware",
         "portal.middleware.RequestIdMiddleware",
         "django.middleware.security.SecurityMiddleware",
         "django.contrib.sessions.middleware.SessionMiddleware",

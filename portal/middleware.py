@@ -1,9 +1,11 @@
-"""Request-scoped logging context."""
+"""Request-scoped logging context, and the Kubernetes probes answered ahead of the stack."""
 
 import re
 import uuid
 
 import structlog
+
+from portal.views import health
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -31,3 +33,23 @@ class RequestIdMiddleware:
             structlog.contextvars.clear_contextvars()
         response[REQUEST_ID_HEADER] = request_id
         return response
+
+
+class ProbeMiddleware:
+    """Answer the Kubernetes probes ``/health`` and ``/ready`` before anything else.
+
+    kubelet sends the pod IP as ``Host`` and speaks plain HTTP, so behind
+    ``ALLOWED_HOSTS`` and ``SECURE_SSL_REDIRECT`` a probe would get a 400 or a
+    redirect instead of the truth. Put this first in ``MIDDLEWARE``: it never
+    calls ``request.get_host()`` and lets every other request through untouched.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.probes = {"/health": health.health, "/ready": health.ready}
+
+    def __call__(self, request):
+        probe = self.probes.get(request.path_info)
+        if probe is None or request.method not in ("GET", "HEAD"):
+            return self.get_response(request)
+        return probe(request)

@@ -1,5 +1,10 @@
-from django.urls import path  # noqa: F401 - each feature adds its routes below
+from django.urls import path  # each feature adds its routes below
+
+from portal.views import health
 
 app_name = "portal"
 
-urlpatterns = []
+urlpatterns = [
+    path("health", health.health, name="health"),
+    path("ready", health.ready, name="ready"),
+]

@@ -1,0 +1,27 @@
+"""Kubernetes probes: ``/health`` (liveness) and ``/ready`` (readiness).
+
+``portal.middleware.ProbeMiddleware`` serves these views before host validation
+and the HTTPS redirect; ``portal.urls`` maps them too, for hosts that do not
+install the middleware.
+"""
+
+from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from portal.services.health import check_readiness
+
+
+@require_safe
+@never_cache
+def health(request):
+    """200 while the process serves requests. Touches nothing: no database, session or storage."""
+    return JsonResponse({"status": "ok"})
+
+
+@require_safe
+@never_cache
+def ready(request):
+    """200 when the database and storage answer within the readiness budget, 503 otherwise."""
+    report = check_readiness()
+    return JsonResponse(report.as_dict(), status=200 if report.ok else 503)
