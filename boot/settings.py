@@ -15,6 +15,7 @@ from boot.logging import configure_structlog, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
+SQLITE_URL = f"sqlite:///{VAR_DIR / 'portal.sqlite3'}"
 
 
 class Base(Configuration):
@@ -63,9 +64,7 @@ class Base(Configuration):
         }
     ]
 
-    DATABASES = env.DatabaseURLValue(
-        f"sqlite:///{VAR_DIR / 'portal.sqlite3'}", environ_name="DATABASE_URL"
-    )
+    DATABASES = env.DatabaseURLValue(SQLITE_URL, environ_name="DATABASE_URL")
     DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
     LANGUAGE_CODE = "en-us"
     TIME_ZONE = "UTC"
@@ -171,8 +170,7 @@ class Production(Base):
     SECURE_HSTS_SECONDS = env.IntegerValue(0)
     SECURE_CONTENT_TYPE_NOSNIFF = True
 
-    def DATABASES(self):
-        databases = super().DATABASES
-        # Reuse connections; Django pings a reused one before handing it out.
-        databases["default"].update(CONN_MAX_AGE=60, CONN_HEALTH_CHECKS=True)
-        return databases
+    # Reuse connections; Django pings a reused one before handing it out.
+    DATABASES = env.DatabaseURLValue(
+        SQLITE_URL, environ_name="DATABASE_URL", conn_max_age=60, conn_health_checks=True
+    )
