@@ -134,6 +134,9 @@ class UploadPart(TimestampedModel):
     size_bytes = models.BigIntegerField()
     sha256 = models.CharField(max_length=64)
     temp_storage_key = models.CharField(max_length=1024, unique=True)
+    # Set while a cleanup run deletes the part's object, so overlapping runs skip it;
+    # a claim past this time (its run died) may be taken again.
+    cleanup_claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         constraints = [
@@ -172,7 +175,9 @@ class OutboxEvent(TimestampedModel):
 
     class Meta:
         indexes = [
-            models.Index(fields=["aggregate_type", "aggregate_id"], name="portal_event_aggregate_idx"),
+            models.Index(
+                fields=["aggregate_type", "aggregate_id"], name="portal_event_aggregate_idx"
+            ),
             models.Index(fields=["event_type", "created_at"], name="portal_event_type_idx"),
         ]
 
@@ -249,7 +254,9 @@ class ApiToken(TimestampedModel):
     name = models.CharField(max_length=100, blank=True)
     # SHA-256 of the token; the token itself is shown once and never stored.
     token_hash = models.CharField(max_length=64, unique=True, editable=False)
-    prefix = models.CharField(max_length=12, editable=False, help_text="First characters, to tell tokens apart.")
+    prefix = models.CharField(
+        max_length=12, editable=False, help_text="First characters, to tell tokens apart."
+    )
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
