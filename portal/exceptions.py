@@ -23,3 +23,59 @@ class InvalidStorageKey(StorageError):
 
 class PartTooLarge(StorageError):
     """A streamed part was longer than allowed; nothing was kept."""
+
+
+class UploadRejected(PortalError):
+    """The upload API refuses a request; ``status`` is its HTTP status, ``code`` is stable.
+
+    ``details`` carries extra machine-readable fields (e.g. ``missing_parts``).
+    """
+
+    status = 400
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, code: str | None = None, **details):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details
+
+
+class AuthenticationFailed(UploadRejected):
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(UploadRejected):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(UploadRejected):
+    """The request contradicts the session's state (part differs, parts missing, complete)."""
+
+    status = 409
+    code = "conflict"
+
+
+class SessionGone(UploadRejected):
+    """The session is failed, aborted or past its TTL: no further writes."""
+
+    status = 410
+    code = "session_gone"
+
+
+class LengthRequired(UploadRejected):
+    status = 411
+    code = "length_required"
+
+
+class TooLarge(UploadRejected):
+    status = 413
+    code = "too_large"
+
+
+class ChecksumMismatch(UploadRejected):
+    status = 422
+    code = "checksum_mismatch"

@@ -1,10 +1,23 @@
 from django.urls import path  # each feature adds its routes below
 
-from portal.views import health
+from portal.views import health, uploads
 
 app_name = "portal"
 
 urlpatterns = [
     path("health", health.health, name="health"),
     path("ready", health.ready, name="ready"),
+    path("uploads/openapi.json", uploads.openapi, name="upload-openapi"),
+    path("uploads/sessions", uploads.sessions, name="upload-sessions"),
+    path("uploads/sessions/<str:session_id>", uploads.session_detail, name="upload-session"),
+    path(
+        "uploads/sessions/<str:session_id>/parts/<str:part_number>",
+        uploads.session_part,
+        name="upload-part",
+    ),
+    path(
+        "uploads/sessions/<str:session_id>/finalize",
+        uploads.session_finalize,
+        name="upload-finalize",
+    ),
 ]

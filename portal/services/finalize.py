@@ -1,0 +1,215 @@
+"""Finalize: assemble the parts into the final object, mark the file stored, emit file.stored.
+
+Three steps, so that no storage call runs inside a transaction:
+
+1. a short transaction locks the session and checks it can be finalized (all
+   parts present, still active) and reads the part keys in order;
+2. the adapter assembles the final object outside any transaction, at a key
+   derived from the file id, so a retry or a concurrent call overwrites the same
+   object with the same bytes;
+3. a second short transaction locks the session again and, only if it is still
+   active, marks file and session and writes the outbox event.
+
+Concurrent calls may both assemble, but step 3 lets exactly one of them commit:
+one stored file and one event; the others answer with that result.
+"""
+
+import re
+
+import structlog
+from django.db import transaction
+from django.utils import timezone
+
+from portal.exceptions import (
+    ChecksumMismatch,
+    Conflict,
+    SessionGone,
+    StorageError,
+    UploadRejected,
+)
+from portal.models import UploadFile, UploadPart, UploadSession
+from portal.services.outbox import emit_event
+from portal.services.sessions import (
+    SessionStatus,
+    compact_ranges,
+    describe_session,
+    ensure_accepts_writes,
+    get_owned_session,
+)
+from portal.storage import StorageAdapter, StoredObject, get_storage
+
+log = structlog.get_logger(__name__)
+
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+CHECKSUM_MISMATCH = "checksum_mismatch"
+
+
+def normalise_sha256(value) -> str | None:
+    """A client's SHA-256 as lowercase hex; ``UploadRejected`` if it is not one."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not SHA256_HEX.match(value.lower()):
+        raise UploadRejected("sha256 must be 64 hexadecimal characters.", code="invalid_sha256")
+    return value.lower()
+
+
+def finalize_session(
+    *,
+    user,
+    session_id,
+    sha256: str | None = None,
+    storage: StorageAdapter | None = None,
+    now=None,
+) -> SessionStatus:
+    """Complete a session whose parts have all arrived. Idempotent.
+
+    ``sha256`` (lowercase hex), when given, must match the assembled file; if it
+    does not, the session fails with ``failure_reason="checksum_mismatch"``.
+    """
+    now = now or timezone.now()
+    storage = storage or get_storage()
+    session, part_keys = _claim(user=user, session_id=session_id, sha256=sha256, now=now)
+    if session.status == UploadSession.Status.COMPLETE:
+        return describe_session(session)
+
+    assembled = storage.assemble_final(session.file_id, session.file.original_filename, part_keys)
+    try:
+        session = _commit(user, session, assembled, sha256=sha256, storage=storage, now=now)
+    except SessionGone:
+        # Aborted or failed meanwhile: the object belongs to no stored file.
+        _delete_final(storage, assembled.key)
+        raise
+    return describe_session(session)
+
+
+def _claim(*, user, session_id, sha256, now) -> tuple[UploadSession, list[str]]:
+    with transaction.atomic():
+        session = get_owned_session(user=user, session_id=session_id, for_update=True)
+        if session.status == UploadSession.Status.COMPLETE:
+            _check_client_sha256(session.file, sha256)
+            return session, []
+        ensure_accepts_writes(session, now=now)
+        # Finalizing is activity: the TTL cannot run out while the file is assembled.
+        UploadSession.objects.filter(pk=session.pk).update(last_activity_at=now)
+        rows = list(
+            UploadPart.objects.filter(session=session)
+            .order_by("part_number")
+            .values_list("part_number", "temp_storage_key")
+        )
+    received = {number for number, _ in rows}
+    missing = [n for n in range(1, session.total_parts + 1) if n not in received]
+    if missing:
+        ranges = compact_ranges(missing)
+        raise Conflict(
+            f"Parts {ranges} have not been received.", code="missing_parts", missing_parts=ranges
+        )
+    return session, [key for _, key in rows]
+
+
+def _commit(user, session, assembled: StoredObject, *, sha256, storage, now) -> UploadSession:
+    mismatch = bool(sha256) and sha256 != assembled.sha256
+    with transaction.atomic():
+        locked = get_owned_session(user=user, session_id=session.pk, for_update=True)
+        if locked.status == UploadSession.Status.COMPLETE:
+            # A concurrent finalize committed first; its object is the one we overwrote
+            # with the same bytes.
+            _check_client_sha256(locked.file, sha256)
+            return locked
+        ensure_accepts_writes(locked, now=now)
+        if mismatch:
+            _fail_checksum(locked, now=now)
+        else:
+            _store(locked, assembled, user=user, storage=storage, now=now)
+    if mismatch:
+        log.warning(
+            "session.failed",
+            session_id=str(locked.pk),
+            file_id=str(locked.file_id),
+            failure_reason=CHECKSUM_MISMATCH,
+        )
+        _delete_final(storage, assembled.key)
+        raise ChecksumMismatch(
+            "The assembled file does not match the sha256 sent; the session has failed.",
+            code=CHECKSUM_MISMATCH,
+            sha256=assembled.sha256,
+        )
+    log.info(
+        "file.stored",
+        session_id=str(locked.pk),
+        file_id=str(locked.file_id),
+        size_bytes=assembled.size,
+        storage_key=assembled.key,
+    )
+    locked.refresh_from_db()
+    return locked
+
+
+def _store(session: UploadSession, assembled: StoredObject, *, user, storage, now) -> None:
+    upload_file = session.file
+    upload_file.sha256 = assembled.sha256
+    upload_file.size_bytes = assembled.size
+    upload_file.status = UploadFile.Status.STORED
+    upload_file.storage_backend = storage.backend
+    upload_file.storage_bucket = storage.bucket
+    upload_file.storage_key = assembled.key
+    upload_file.stored_at = now
+    upload_file.save(
+        update_fields=[
+            "sha256",
+            "size_bytes",
+            "status",
+            "storage_backend",
+            "storage_bucket",
+            "storage_key",
+            "stored_at",
+            "updated_at",
+        ]
+    )
+    UploadSession.objects.filter(pk=session.pk).update(
+        status=UploadSession.Status.COMPLETE, finished_at=now
+    )
+    emit_event(
+        event_type="file.stored",
+        aggregate_type="upload_file",
+        aggregate_id=upload_file.pk,
+        idempotency_key=f"file.stored:{upload_file.pk}",
+        body={
+            "file": {
+                "id": str(upload_file.pk),
+                "filename": upload_file.original_filename,
+                "content_type": upload_file.content_type,
+                "size_bytes": upload_file.size_bytes,
+                "sha256": upload_file.sha256,
+                "storage": {
+                    "backend": upload_file.storage_backend,
+                    "bucket": upload_file.storage_bucket,
+                    "key": upload_file.storage_key,
+                },
+            },
+            "actor": {"user_id": user.pk, "username": user.get_username()},
+        },
+        now=now,
+    )
+
+
+def _fail_checksum(session: UploadSession, *, now) -> None:
+    UploadSession.objects.filter(pk=session.pk).update(
+        status=UploadSession.Status.FAILED, failure_reason=CHECKSUM_MISMATCH, finished_at=now
+    )
+    UploadFile.objects.filter(pk=session.file_id).update(status=UploadFile.Status.FAILED)
+
+
+def _check_client_sha256(upload_file: UploadFile, sha256: str | None) -> None:
+    if sha256 and sha256 != upload_file.sha256:
+        raise ChecksumMismatch(
+            "The stored file does not match the sha256 sent.",
+            code=CHECKSUM_MISMATCH,
+            sha256=upload_file.sha256,
+        )
+
+
+def _delete_final(storage: StorageAdapter, key: str) -> None:
+    try:
+        storage.delete_final(key)
+    except StorageError as exc:
+        log.warning("file.delete_failed", storage_key=key, error=str(exc))

@@ -1,0 +1,355 @@
+"""Upload sessions: create (idempotently), describe, abort.
+
+A session is visible only to the user who created it; anyone else gets the same
+``NotFound`` as for an id that does not exist, so ids leak nothing.
+"""
+
+import math
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from portal import conf
+from portal.exceptions import Conflict, NotFound, SessionGone, TooLarge, UploadRejected
+from portal.models import UploadFile, UploadPart, UploadSession
+
+log = structlog.get_logger(__name__)
+
+# S3 multipart uploads hold at most 10,000 parts; the filesystem follows suit.
+MAX_PARTS = 10_000
+MAX_FILENAME_LENGTH = UploadFile._meta.get_field("original_filename").max_length
+MAX_CONTENT_TYPE_LENGTH = UploadFile._meta.get_field("content_type").max_length
+MAX_IDEMPOTENCY_KEY_LENGTH = UploadSession._meta.get_field("idempotency_key").max_length
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    id: str
+    filename: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    storage_backend: str
+    storage_bucket: str
+    storage_key: str
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "filename": self.filename,
+            "content_type": self.content_type,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "storage": {
+                "backend": self.storage_backend,
+                "bucket": self.storage_bucket,
+                "key": self.storage_key,
+            },
+        }
+
+    @classmethod
+    def of(cls, upload_file: UploadFile) -> "FileInfo":
+        return cls(
+            id=str(upload_file.pk),
+            filename=upload_file.original_filename,
+            content_type=upload_file.content_type,
+            size_bytes=upload_file.size_bytes,
+            sha256=upload_file.sha256,
+            storage_backend=upload_file.storage_backend,
+            storage_bucket=upload_file.storage_bucket,
+            storage_key=upload_file.storage_key,
+        )
+
+
+@dataclass(frozen=True)
+class SessionStatus:
+    """What the API tells a client about one session."""
+
+    session_id: str
+    file_id: str
+    status: str
+    chunk_size_bytes: int
+    total_parts: int
+    total_size_bytes: int
+    completed_parts: int
+    bytes_received: int
+    received_parts: str
+    expires_at: datetime | None
+    failure_reason: str
+    file: FileInfo | None
+    created: bool = False  # True only for the answer that created the session
+
+    def as_dict(self) -> dict:
+        return {
+            "session_id": self.session_id,
+            "file_id": self.file_id,
+            "status": self.status,
+            "chunk_size_bytes": self.chunk_size_bytes,
+            "total_parts": self.total_parts,
+            "total_size_bytes": self.total_size_bytes,
+            "completed_parts": self.completed_parts,
+            "bytes_received": self.bytes_received,
+            "received_parts": self.received_parts,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "failure_reason": self.failure_reason,
+            "file": self.file.as_dict() if self.file else None,
+        }
+
+
+def compact_ranges(numbers: Iterable[int]) -> str:
+    """``[1, 2, 3, 5, 7, 8]`` → ``"1-3,5,7-8"`` (input sorted ascending, no duplicates)."""
+    spans: list[list[int]] = []
+    for number in numbers:
+        if spans and number == spans[-1][1] + 1:
+            spans[-1][1] = number
+        else:
+            spans.append([number, number])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def expires_at(session: UploadSession) -> datetime | None:
+    """When an unfinished session becomes stale; None once it is terminal."""
+    if session.is_terminal:
+        return None
+    return session.last_activity_at + conf.session_ttl()
+
+
+def is_expired(session: UploadSession, *, now: datetime) -> bool:
+    """Past its TTL, whether or not cleanup has marked it failed yet."""
+    return not session.is_terminal and session.last_activity_at < now - conf.session_ttl()
+
+
+def ensure_accepts_writes(session: UploadSession, *, now: datetime) -> None:
+    """Raise unless ``session`` is active and within its TTL (SPEC §4: 410 / 409)."""
+    if session.status == UploadSession.Status.COMPLETE:
+        raise Conflict("The session is already complete.", code="session_complete")
+    if session.status == UploadSession.Status.ABORTED:
+        raise SessionGone("The session was aborted.", code="session_aborted")
+    if session.status == UploadSession.Status.FAILED:
+        if session.failure_reason == "expired":
+            raise SessionGone("The session expired.", code="session_expired")
+        raise SessionGone(
+            f"The session failed ({session.failure_reason or 'unknown reason'}).",
+            code="session_failed",
+        )
+    if is_expired(session, now=now):
+        raise SessionGone("The session expired.", code="session_expired")
+
+
+def parse_session_id(value) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound("No such upload session.") from None
+
+
+def get_owned_session(*, user, session_id, for_update: bool = False) -> UploadSession:
+    """The session ``session_id`` of ``user`` (locked when ``for_update``); else ``NotFound``."""
+    sessions = UploadSession.objects.owned_by(user).select_related("file")
+    if for_update:
+        sessions = sessions.select_for_update(of=("self",))
+    session = sessions.filter(pk=parse_session_id(session_id)).first()
+    if session is None:
+        raise NotFound("No such upload session.")
+    return session
+
+
+def describe_session(session: UploadSession, *, created: bool = False) -> SessionStatus:
+    numbers = (
+        UploadPart.objects.filter(session=session)
+        .order_by("part_number")
+        .values_list("part_number", flat=True)
+        .iterator()
+    )
+    stored = session.status == UploadSession.Status.COMPLETE
+    return SessionStatus(
+        session_id=str(session.pk),
+        file_id=str(session.file_id),
+        status=session.status,
+        chunk_size_bytes=session.chunk_size_bytes,
+        total_parts=session.total_parts,
+        total_size_bytes=session.total_size_bytes,
+        completed_parts=session.completed_parts,
+        bytes_received=session.bytes_received,
+        received_parts=compact_ranges(numbers),
+        expires_at=expires_at(session),
+        failure_reason=session.failure_reason,
+        file=FileInfo.of(session.file) if stored else None,
+        created=created,
+    )
+
+
+def get_session_status(*, user, session_id) -> SessionStatus:
+    return describe_session(get_owned_session(user=user, session_id=session_id))
+
+
+def _text(value, field: str, *, max_length: int, required: bool) -> str:
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise UploadRejected(f"{field} must be a non-empty string.", code="invalid_field")
+    if len(value) > max_length:
+        raise UploadRejected(
+            f"{field} is longer than {max_length} characters.", code="invalid_field"
+        )
+    return value
+
+
+def _integer(value, field: str) -> int:
+    # bool is an int in Python but never a size in JSON.
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise UploadRejected(f"{field} must be a positive integer.", code="invalid_field")
+    return value
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    """A validated request to open a session."""
+
+    original_filename: str
+    content_type: str
+    total_size_bytes: int
+    chunk_size_bytes: int
+    idempotency_key: str
+
+    @property
+    def total_parts(self) -> int:
+        return math.ceil(self.total_size_bytes / self.chunk_size_bytes)
+
+    @classmethod
+    def validate(
+        cls,
+        *,
+        original_filename,
+        content_type=None,
+        total_size_bytes,
+        chunk_size_bytes=None,
+        idempotency_key=None,
+    ) -> "SessionRequest":
+        request = cls(
+            original_filename=_text(
+                original_filename,
+                "original_filename",
+                max_length=MAX_FILENAME_LENGTH,
+                required=True,
+            ),
+            content_type=_text(
+                content_type, "content_type", max_length=MAX_CONTENT_TYPE_LENGTH, required=False
+            ),
+            total_size_bytes=_integer(total_size_bytes, "total_size_bytes"),
+            chunk_size_bytes=(
+                conf.chunk_size()
+                if chunk_size_bytes is None
+                else _integer(chunk_size_bytes, "chunk_size_bytes")
+            ),
+            idempotency_key=_text(
+                idempotency_key,
+                "idempotency_key",
+                max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+                required=False,
+            ),
+        )
+        if request.total_size_bytes > conf.max_file_size():
+            raise TooLarge(
+                f"total_size_bytes exceeds the limit of {conf.max_file_size()} bytes.",
+                code="file_too_large",
+            )
+        low, high = conf.chunk_size_min(), conf.chunk_size_max()
+        if not low <= request.chunk_size_bytes <= high:
+            raise UploadRejected(
+                f"chunk_size_bytes must be between {low} and {high}.", code="invalid_chunk_size"
+            )
+        if request.total_parts > MAX_PARTS:
+            raise UploadRejected(
+                f"The file would need {request.total_parts} parts; at most {MAX_PARTS} are "
+                "allowed. Use a larger chunk_size_bytes.",
+                code="too_many_parts",
+            )
+        return request
+
+    def matches(self, session: UploadSession) -> bool:
+        return (
+            session.file.original_filename == self.original_filename
+            and session.total_size_bytes == self.total_size_bytes
+            and session.chunk_size_bytes == self.chunk_size_bytes
+        )
+
+
+def create_session(*, user, request: SessionRequest, now=None) -> SessionStatus:
+    """Open a session for a new file, or return the one opened with the same idempotency key."""
+    now = now or timezone.now()
+    if request.idempotency_key:
+        existing = _session_for_key(user, request)
+        if existing is not None:
+            return describe_session(existing)
+    try:
+        with transaction.atomic():
+            upload_file = UploadFile.objects.create(
+                original_filename=request.original_filename,
+                content_type=request.content_type,
+                size_bytes=request.total_size_bytes,
+                uploaded_by=user,
+                created_at=now,
+            )
+            session = UploadSession.objects.create(
+                file=upload_file,
+                created_by=user,
+                chunk_size_bytes=request.chunk_size_bytes,
+                total_size_bytes=request.total_size_bytes,
+                total_parts=request.total_parts,
+                idempotency_key=request.idempotency_key,
+                last_activity_at=now,
+                created_at=now,
+            )
+    except IntegrityError:
+        # A concurrent request with the same key won the unique constraint.
+        existing = _session_for_key(user, request) if request.idempotency_key else None
+        if existing is None:
+            raise
+        return describe_session(existing)
+    log.info(
+        "session.created",
+        session_id=str(session.pk),
+        file_id=str(upload_file.pk),
+        user_id=user.pk,
+        total_size_bytes=session.total_size_bytes,
+        total_parts=session.total_parts,
+    )
+    return describe_session(session, created=True)
+
+
+def _session_for_key(user, request: SessionRequest) -> UploadSession | None:
+    session = (
+        UploadSession.objects.owned_by(user)
+        .select_related("file")
+        .filter(idempotency_key=request.idempotency_key)
+        .first()
+    )
+    if session is not None and not request.matches(session):
+        raise Conflict(
+            "This idempotency_key was used for a different file.", code="idempotency_key_reused"
+        )
+    return session
+
+
+def abort_session(*, user, session_id, now=None) -> UploadSession:
+    """Abort an unfinished session; its parts become cleanup candidates."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        session = get_owned_session(user=user, session_id=session_id, for_update=True)
+        if session.status == UploadSession.Status.COMPLETE:
+            raise Conflict("The session is already complete.", code="session_complete")
+        if session.is_terminal:
+            ensure_accepts_writes(session, now=now)  # raises the matching 410
+        UploadSession.objects.filter(pk=session.pk).update(
+            status=UploadSession.Status.ABORTED, finished_at=now
+        )
+        UploadFile.objects.filter(pk=session.file_id).update(status=UploadFile.Status.FAILED)
+    log.info("session.aborted", session_id=str(session.pk), file_id=str(session.file_id))
+    session.refresh_from_db()
+    return session
