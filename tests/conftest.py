@@ -1,5 +1,10 @@
+import importlib.util
 import os
+import socket
+import subprocess
+import sys
 import threading
+import time
 
 import boto3
 import pytest
@@ -60,21 +65,40 @@ def s3_endpoint():
     """URL of moto's standalone S3 server: CI's (PORTAL_TEST_S3_ENDPOINT) or one started here.
 
     moto stands in for AWS itself, which cannot be reached from this machine; the
-    adapter talks to it over real HTTP with boto3.
+    adapter talks to it over real HTTP with boto3. It runs in its own process, as
+    in CI, so the objects it holds never count in a test's memory measurements.
     """
     endpoint = os.environ.get("PORTAL_TEST_S3_ENDPOINT")
     if endpoint:
         yield endpoint
         return
+    require(importlib.util.find_spec("moto.server") is not None, "needs moto[server]")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        from moto.server import ThreadedMotoServer
-    except ImportError:  # pragma: no cover - moto[server] is in the dev extra
-        require(False, "needs moto[server] for S3 tests")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+        deadline = time.monotonic() + 30
+        while not _accepts_connections("127.0.0.1", port):
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("moto's S3 server did not start", pytrace=False)
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _accepts_connections(host, port):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ class FilesystemStorage:
             path.parent.mkdir(parents=True, exist_ok=True)
             size, digest = self._copy(stream, path, max_bytes=max_bytes)
         except OSError as exc:
-            path.unlink(missing_ok=True)
+            _discard(path)
             raise StorageUnavailable(f"cannot write {key}: {exc.strerror}") from exc
         return StoredObject(key=key, size=size, sha256=digest)
 
@@ -77,10 +77,10 @@ class FilesystemStorage:
                             out.write(chunk)
             os.replace(partial, path)
         except OSError as exc:
-            partial.unlink(missing_ok=True)
+            _discard(partial)
             raise StorageUnavailable(f"cannot assemble {key}: {exc.strerror}") from exc
         except ObjectMissing:
-            partial.unlink(missing_ok=True)
+            _discard(partial)
             raise
         return StoredObject(key=key, size=size, sha256=digest.hexdigest())
 
@@ -160,3 +160,9 @@ class FilesystemStorage:
             probe.unlink()
         except OSError as exc:
             raise StorageUnavailable(f"storage root {self.root} is not writable") from exc
+
+
+def _discard(path: Path) -> None:
+    """Remove a half-written file; the failure being handled may mean there is none."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)

@@ -1,0 +1,441 @@
+"""Storage in an S3 bucket (AWS or any S3-compatible server).
+
+The boto3 client comes from django-storages (``storages.backends.s3.S3Storage``),
+so the bucket, endpoint, region and credentials are read from django-storages'
+own settings (``AWS_STORAGE_BUCKET_NAME``, ``AWS_S3_ENDPOINT_URL``,
+``AWS_S3_REGION_NAME``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, and
+``AWS_S3_CLIENT_CONFIG`` or ``AWS_S3_ADDRESSING_STYLE`` if a host sets them)
+exactly as a host's media storage would read them. Our timeouts and retry limits
+are merged over that client configuration, so no call can hang a worker.
+
+Two clients, both created lazily on first use and safe to share between
+threads: one for the work, with patient timeouts and a few retries, and a
+fast-fail one for ``check()``, which a readiness probe calls under a short
+time budget.
+
+Every botocore error is translated here: a 404 becomes what the method means
+(``ObjectMissing`` on open, "deleted" on delete) and anything else becomes
+``StorageUnavailable``, so no boto3 error reaches a service.
+"""
+
+import hashlib
+import io
+import threading
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+
+import structlog
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from storages.backends.s3 import S3Storage as DjangoStoragesS3
+
+from portal import conf
+from portal.exceptions import (
+    InvalidStorageKey,
+    ObjectMissing,
+    PartTooLarge,
+    StorageError,
+    StorageUnavailable,
+)
+from portal.storage import keys
+from portal.storage.base import COPY_BUFFER_SIZE, DELETE_BATCH_SIZE, DeleteResult, StoredObject
+
+log = structlog.get_logger(__name__)
+
+S3_ERRORS = (ClientError, BotoCoreError)
+MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+# S3 refuses multipart parts under 5 MiB (all but the last). Parts are uploaded from
+# a buffer of this size, which is also the most a write holds in memory.
+UPLOAD_BUFFER_SIZE = 5 * 1024**2
+# The buffer fills in small reads, so it stays the only large allocation of a write.
+FILL_READ_SIZE = 256 * 1024
+
+WORK_CLIENT_CONFIG = Config(
+    connect_timeout=5,
+    read_timeout=60,
+    retries={"max_attempts": 3, "mode": "standard"},
+)
+
+
+def _error_code(exc: Exception) -> str:
+    return exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+
+
+def _is_missing(exc: Exception) -> bool:
+    return _error_code(exc) in MISSING_CODES
+
+
+def _reason(exc: Exception) -> str:
+    return _error_code(exc) or exc.__class__.__name__
+
+
+class S3Storage:
+    backend = "s3"
+
+    def __init__(
+        self,
+        *,
+        temp_prefix,
+        final_prefix,
+        bucket=None,
+        client=None,
+        check_connect_timeout=0.5,
+        check_read_timeout=0.5,
+    ):
+        self.temp_prefix = keys.normalise_prefix(temp_prefix)
+        self.final_prefix = keys.normalise_prefix(final_prefix)
+        self.bucket = bucket or conf.s3_bucket()
+        # Settings are resolved now; the clients (and their connections) on first use.
+        self._work_connection = DjangoStoragesS3(bucket_name=self.bucket)
+        self._work_connection.client_config = self._work_connection.client_config.merge(
+            WORK_CLIENT_CONFIG
+        )
+        self._check_connection = DjangoStoragesS3(bucket_name=self.bucket)
+        self._check_connection.client_config = self._check_connection.client_config.merge(
+            Config(
+                connect_timeout=check_connect_timeout,
+                read_timeout=check_read_timeout,
+                retries={"max_attempts": 1, "mode": "standard"},
+            )
+        )
+        self._client = client
+        self._check_client = None
+        self._lock = threading.Lock()
+
+    # -- clients --------------------------------------------------------------
+
+    @property
+    def client(self):
+        """The boto3 client of every operation but ``check()``."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._work_connection.connection.meta.client
+        return self._client
+
+    @property
+    def check_client(self):
+        """A client that gives up after one short attempt, for readiness probes."""
+        if self._check_client is None:
+            with self._lock:
+                if self._check_client is None:
+                    self._check_client = self._check_connection.connection.meta.client
+        return self._check_client
+
+    # -- writing --------------------------------------------------------------
+
+    def write_temp_part(self, session_id, part_number, stream, *, max_bytes):
+        key = keys.validate_key(
+            keys.temp_part_key(self.temp_prefix, session_id, part_number), self.temp_prefix
+        )
+        reader = _MeteredReader(stream, max_bytes=max_bytes)
+        self._upload(key, reader)
+        return StoredObject(key=key, size=reader.size, sha256=reader.sha256)
+
+    def _upload(self, key: str, reader) -> None:
+        """Stream ``reader`` to ``key``, one buffer at a time; on any failure keep nothing."""
+        buffer = _fill(reader)
+        if len(buffer) < UPLOAD_BUFFER_SIZE:
+            # The whole stream fitted in one buffer: a single PutObject.
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=buffer)
+            except S3_ERRORS as exc:
+                self._forget(key)
+                raise StorageUnavailable(f"cannot write {key}: {_reason(exc)}") from exc
+            return
+        upload_id = self._start_multipart(key)
+        try:
+            etags = []
+            while buffer:
+                response = self.client.upload_part(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=len(etags) + 1,
+                    Body=buffer,
+                )
+                etags.append(response["ETag"])
+                buffer = None  # let the sent buffer go before the next one fills
+                buffer = _fill(reader)
+            self._complete_multipart(key, upload_id, etags)
+        except StorageError:  # too large, or a part of an assembly missing or unreadable
+            self._abort_multipart(key, upload_id)
+            raise
+        except S3_ERRORS as exc:
+            self._abort_multipart(key, upload_id)
+            raise StorageUnavailable(f"cannot write {key}: {_reason(exc)}") from exc
+
+    def assemble_final(self, file_id, filename, part_keys):
+        """Copy the temp parts, in order, into the final object, inside S3.
+
+        Several parts become one multipart upload of ``UploadPartCopy`` calls and one
+        part a ``CopyObject``, so no byte passes through the portal for the copy. The
+        SHA-256 of the whole file cannot be composed from the parts' hashes (SHA-256
+        is not a combinable checksum), so it comes from one streamed read of the final
+        object afterwards. If S3 refuses the copy because a part other than the last
+        is under its 5 MiB minimum, the parts are streamed through instead.
+        """
+        key = keys.final_key(self.final_prefix, file_id, filename)
+        keys.validate_key(key, self.final_prefix)
+        for part_key in part_keys:
+            keys.validate_key(part_key, self.temp_prefix)
+        if len(part_keys) == 1:
+            self._copy_object(part_keys[0], key)
+        elif not self._copy_multipart(part_keys, key):
+            reader = _MeteredReader(_ChainedReader(self, part_keys), max_bytes=None)
+            self._upload(key, reader)
+            return StoredObject(key=key, size=reader.size, sha256=reader.sha256)
+        size, digest = self._hash(key)
+        return StoredObject(key=key, size=size, sha256=digest)
+
+    def _copy_object(self, source: str, key: str) -> None:
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source}
+            )
+        except S3_ERRORS as exc:
+            if _is_missing(exc):
+                raise ObjectMissing(source) from exc
+            raise StorageUnavailable(f"cannot assemble {key}: {_reason(exc)}") from exc
+
+    def _copy_multipart(self, part_keys: list[str], key: str) -> bool:
+        """Compose ``key`` from ``part_keys``; False if S3 finds a part too small to copy."""
+        upload_id = self._start_multipart(key)
+        try:
+            etags = []
+            for number, part_key in enumerate(part_keys, start=1):
+                response = self.client.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource={"Bucket": self.bucket, "Key": part_key},
+                )
+                etags.append(response["CopyPartResult"]["ETag"])
+            self._complete_multipart(key, upload_id, etags)
+        except S3_ERRORS as exc:
+            self._abort_multipart(key, upload_id)
+            if _error_code(exc) == "EntityTooSmall":
+                return False
+            if _is_missing(exc) or _error_code(exc) == "NoSuchUpload":
+                raise ObjectMissing(f"a part of {key} is missing") from exc
+            raise StorageUnavailable(f"cannot assemble {key}: {_reason(exc)}") from exc
+        return True
+
+    def _hash(self, key: str) -> tuple[int, str]:
+        digest = hashlib.sha256()
+        size = 0
+        with self.open(key) as body:
+            while chunk := body.read(COPY_BUFFER_SIZE):
+                size += len(chunk)
+                digest.update(chunk)
+        return size, digest.hexdigest()
+
+    def _start_multipart(self, key: str) -> str:
+        try:
+            return self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+        except S3_ERRORS as exc:
+            raise StorageUnavailable(f"cannot write {key}: {_reason(exc)}") from exc
+
+    def _complete_multipart(self, key: str, upload_id: str, etags: list[str]) -> None:
+        self.client.complete_multipart_upload(
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={
+                "Parts": [{"ETag": etag, "PartNumber": n} for n, etag in enumerate(etags, 1)]
+            },
+        )
+
+    def _abort_multipart(self, key: str, upload_id: str) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except S3_ERRORS as exc:
+            # A bucket lifecycle rule for incomplete multipart uploads removes what is left.
+            log.warning("storage.abort_failed", key=key, reason=_reason(exc))
+
+    def _forget(self, key: str) -> None:
+        """Delete ``key`` after a failed write that may or may not have landed."""
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except S3_ERRORS as exc:
+            log.warning("storage.delete_failed", key=key, reason=_reason(exc))
+
+    # -- reading --------------------------------------------------------------
+
+    def open(self, key):
+        keys.validate_key(key, self.temp_prefix, self.final_prefix)
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+        except S3_ERRORS as exc:
+            if _is_missing(exc):
+                raise ObjectMissing(key) from exc
+            raise StorageUnavailable(f"cannot open {key}: {_reason(exc)}") from exc
+        return _ObjectReader(key, response["Body"])
+
+    def iter_temp_objects(self, *, older_than: datetime) -> Iterator[StoredObject]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.temp_prefix, PaginationConfig={"PageSize": 1000}
+        )
+        try:
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    if item["LastModified"] < older_than and self._is_temp_key(item["Key"]):
+                        yield StoredObject(
+                            key=item["Key"], size=item["Size"], last_modified=item["LastModified"]
+                        )
+        except S3_ERRORS as exc:
+            raise StorageUnavailable(f"cannot list {self.temp_prefix}: {_reason(exc)}") from exc
+
+    def _is_temp_key(self, key: str) -> bool:
+        # A key this adapter would refuse to delete (a "folder" marker, "tmp/../x")
+        # is not one it wrote.
+        try:
+            keys.validate_key(key, self.temp_prefix)
+        except InvalidStorageKey:
+            return False
+        return True
+
+    # -- deleting -------------------------------------------------------------
+
+    def delete_many(self, keys_to_delete: Iterable[str]) -> DeleteResult:
+        deleted, errors, batch = [], {}, []
+        for key in keys_to_delete:
+            try:
+                batch.append(keys.validate_key(key, self.temp_prefix))
+            except InvalidStorageKey as exc:
+                errors[key] = str(exc)
+                continue
+            if len(batch) == DELETE_BATCH_SIZE:
+                self._delete_batch(batch, deleted, errors)
+                batch = []
+        if batch:
+            self._delete_batch(batch, deleted, errors)
+        return DeleteResult(deleted=tuple(deleted), errors=errors)
+
+    def _delete_batch(self, batch: list[str], deleted: list[str], errors: dict) -> None:
+        try:
+            response = self.client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True},
+            )
+        except S3_ERRORS as exc:
+            # The whole batch failed: report every key so the caller can count and go on.
+            reason = _reason(exc)
+            errors.update(dict.fromkeys(batch, reason))
+            return
+        failed = {
+            error["Key"]: error.get("Code") or error.get("Message", "error")
+            for error in response.get("Errors", ())
+            if error.get("Code") not in MISSING_CODES
+        }
+        errors.update(failed)
+        deleted.extend(key for key in batch if key not in failed)
+
+    def delete_final(self, key):
+        keys.validate_key(key, self.final_prefix)
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except S3_ERRORS as exc:
+            if not _is_missing(exc):
+                raise StorageUnavailable(f"cannot delete {key}: {_reason(exc)}") from exc
+
+    # -- readiness ------------------------------------------------------------
+
+    def check(self):
+        if not self.bucket:
+            raise StorageUnavailable("no bucket configured (AWS_STORAGE_BUCKET_NAME)")
+        try:
+            self.check_client.head_bucket(Bucket=self.bucket)
+        except S3_ERRORS as exc:
+            raise StorageUnavailable(f"bucket {self.bucket} unavailable: {_reason(exc)}") from exc
+
+
+class _MeteredReader:
+    """Pass a stream's bytes through, counting and hashing them.
+
+    Never asks the stream for more than one byte past ``max_bytes``, and raises
+    ``PartTooLarge`` as soon as that byte arrives.
+    """
+
+    def __init__(self, stream, *, max_bytes: int | None):
+        self._stream = stream
+        self._max_bytes = max_bytes
+        self._digest = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int) -> bytes:
+        if self._max_bytes is not None:
+            size = min(size, self._max_bytes + 1 - self.size)
+        chunk = self._stream.read(size)
+        self.size += len(chunk)
+        if self._max_bytes is not None and self.size > self._max_bytes:
+            raise PartTooLarge(f"part is larger than {self._max_bytes} bytes")
+        self._digest.update(chunk)
+        return chunk
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+
+def _fill(reader) -> bytearray:
+    """Up to ``UPLOAD_BUFFER_SIZE`` bytes of ``reader``; shorter only at its end."""
+    # Filled in place: growing a bytearray chunk by chunk would briefly hold two copies.
+    buffer = bytearray(UPLOAD_BUFFER_SIZE)
+    view = memoryview(buffer)
+    filled = 0
+    while filled < UPLOAD_BUFFER_SIZE:
+        chunk = reader.read(min(FILL_READ_SIZE, UPLOAD_BUFFER_SIZE - filled))
+        if not chunk:
+            break
+        view[filled : filled + len(chunk)] = chunk
+        filled += len(chunk)
+    view.release()
+    del buffer[filled:]
+    return buffer
+
+
+class _ChainedReader:
+    """The temp parts read one after another, as one stream."""
+
+    def __init__(self, storage: S3Storage, part_keys: list[str]):
+        self._storage = storage
+        self._pending = list(part_keys)
+        self._current = None
+
+    def read(self, size: int) -> bytes:
+        while True:
+            if self._current is None:
+                if not self._pending:
+                    return b""
+                self._current = self._storage.open(self._pending.pop(0))
+            chunk = self._current.read(size)
+            if chunk:
+                return chunk
+            self._current.close()
+            self._current = None
+
+
+class _ObjectReader(io.RawIOBase):
+    """An object's body as a binary file; read errors become ``StorageUnavailable``."""
+
+    def __init__(self, key: str, body):
+        self._key = key
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        try:
+            chunk = self._body.read(len(buffer))
+        except S3_ERRORS as exc:
+            raise StorageUnavailable(f"cannot read {self._key}: {_reason(exc)}") from exc
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._body.close()
+        super().close()
