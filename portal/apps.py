@@ -8,3 +8,7 @@ class PortalConfig(AppConfig):
 
     def ready(self):
         from portal import checks  # noqa: F401 - registers the system checks
+        from portal.receivers import kick_dispatcher
+        from portal.signals import event_emitted
+
+        event_emitted.connect(kick_dispatcher, dispatch_uid="portal.kick_dispatcher")

@@ -37,6 +37,7 @@ DEFAULTS = {
     "PORTAL_OUTBOX_CONNECT_TIMEOUT_SECONDS": 3.05,
     "PORTAL_OUTBOX_READ_TIMEOUT_SECONDS": 10.0,
     "PORTAL_OUTBOX_BATCH_SIZE": 100,
+    "PORTAL_OUTBOX_CLAIM_LEASE_SECONDS": 60,
 }
 
 
@@ -87,6 +88,11 @@ def outbox_timeouts() -> tuple[float, float]:
 
 def outbox_batch_size() -> int:
     return int(get("PORTAL_OUTBOX_BATCH_SIZE"))
+
+
+def outbox_claim_lease() -> timedelta:
+    """How long a dispatcher's claim holds its deliveries before another may take them."""
+    return timedelta(seconds=float(get("PORTAL_OUTBOX_CLAIM_LEASE_SECONDS")))
 
 
 def runner_endpoint() -> str:
