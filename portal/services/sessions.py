@@ -150,9 +150,11 @@ def parse_session_id(value) -> uuid.UUID:
 
 def get_owned_session(*, user, session_id, for_update: bool = False) -> UploadSession:
     """The session ``session_id`` of ``user`` (locked when ``for_update``); else ``NotFound``."""
-    sessions = UploadSession.objects.owned_by(user).select_related("file")
-    if for_update:
-        sessions = sessions.select_for_update(of=("self",))
+    sessions = UploadSession.objects.owned_by(user)
+    # Locked without a join: a row joined to a locked one is read from the snapshot
+    # taken before the lock was granted, so the file would look as it was before a
+    # concurrent commit. Loaded lazily after the lock, it is current.
+    sessions = sessions.select_for_update() if for_update else sessions.select_related("file")
     session = sessions.filter(pk=parse_session_id(session_id)).first()
     if session is None:
         raise NotFound("No such upload session.")
