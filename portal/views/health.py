@@ -16,7 +16,7 @@ from portal.services.health import check_readiness
 @never_cache
 def health(request):
     """200 while the process serves requests. Touches nothing: no database, session or storage."""
-    return JsonResponse({"status": "ok"})
+    return _json(request, {"status": "ok"})
 
 
 @require_safe
@@ -24,4 +24,12 @@ def health(request):
 def ready(request):
     """200 when the database and storage answer within the readiness budget, 503 otherwise."""
     report = check_readiness()
-    return JsonResponse(report.as_dict(), status=200 if report.ok else 503)
+    return _json(request, report.as_dict(), status=200 if report.ok else 503)
+
+
+def _json(request, data: dict, *, status: int = 200) -> JsonResponse:
+    response = JsonResponse(data, status=status)
+    if request.method == "HEAD":
+        # HEAD carries no body; gunicorn would drop it, with a warning on every probe.
+        response.content = b""
+    return response

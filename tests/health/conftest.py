@@ -185,6 +185,7 @@ class PortalServer:
                     "--workers=1",
                     "--worker-class=sync",
                     "--graceful-timeout=2",
+                    "--no-control-socket",  # its default path is shared by every gunicorn
                 ],
                 cwd=PROJECT_ROOT,
                 env={**os.environ, **env},
