@@ -1,0 +1,139 @@
+"""Every documented setting is read from the environment variable of the same name.
+
+``manage.py`` runs in a subprocess, as a deployment starts it, because
+django-configurations reads the environment once, when the settings load. Two
+subprocesses serve every setting: one with each variable set to a value that is
+not its default, one with none of them set.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+MiB = 1024**2
+
+# environment variable → (value set, setting value it must become)
+OVERRIDES = {
+    "PORTAL_MAX_FILE_SIZE": ("1073741824", 1073741824),
+    "PORTAL_CHUNK_SIZE": (str(16 * MiB), 16 * MiB),
+    "PORTAL_CHUNK_SIZE_MIN": (str(6 * MiB), 6 * MiB),
+    "PORTAL_CHUNK_SIZE_MAX": (str(32 * MiB), 32 * MiB),
+    "PORTAL_SESSION_TTL_HOURS": ("48", 48),
+    "PORTAL_OUTBOX_BASE_DELAY_SECONDS": ("15", 15),
+    "PORTAL_OUTBOX_MAX_DELAY_SECONDS": ("600", 600),
+    "PORTAL_OUTBOX_MAX_ATTEMPTS": ("4", 4),
+    "PORTAL_RUNNER_ENDPOINT": ("https://runner.test/events", "https://runner.test/events"),
+    "PORTAL_RUNNER_AUTH_SECRET": ("runner-secret", "runner-secret"),
+    "PORTAL_CLEANUP_ENABLED": ("false", False),
+    "PORTAL_CLEANUP_DRY_RUN": ("true", True),
+    "PORTAL_CLEANUP_INTERVAL_MINUTES": ("5", 5),
+    "PORTAL_CLEANUP_GRACE_MINUTES": ("45", 45),
+    "PORTAL_CLEANUP_BATCH_SIZE": ("250", 250),
+    "PORTAL_FAILED_SESSION_RETENTION_DAYS": ("0", 0),
+    "PORTAL_OUTBOX_RETENTION_DAYS": ("3", 3),
+    "PORTAL_READY_TIMEOUT_SECONDS": ("1.5", 1.5),
+    "PORTAL_STORAGE_BACKEND": ("s3", "s3"),
+    "PORTAL_STORAGE_ROOT": ("/srv/portal-storage", "/srv/portal-storage"),
+    "PORTAL_TEMP_PREFIX": ("parts/", "parts/"),
+    "PORTAL_FINAL_PREFIX": ("done/", "done/"),
+    "AWS_STORAGE_BUCKET_NAME": ("uploads-bucket", "uploads-bucket"),
+    "AWS_S3_ENDPOINT_URL": ("http://minio.test:9000", "http://minio.test:9000"),
+    "AWS_S3_REGION_NAME": ("eu-west-3", "eu-west-3"),
+    "AWS_ACCESS_KEY_ID": ("AKIATESTKEY", "AKIATESTKEY"),
+    "AWS_SECRET_ACCESS_KEY": ("secret-test-key", "secret-test-key"),
+    "LOG_LEVEL": ("DEBUG", "DEBUG"),
+    "LOG_FORMAT": ("json", "json"),
+    "CELERY_BROKER_URL": ("redis://broker.test:6379/5", "redis://broker.test:6379/5"),
+    "SECRET_KEY": ("a-secret-key-for-this-test", "a-secret-key-for-this-test"),
+    "ALLOWED_HOSTS": ("a.test,b.test", ["a.test", "b.test"]),
+    "DEBUG": ("true", True),
+}
+DATABASE_URL = "postgres://portal:pw@db.test:5433/portal_override"
+
+PRINT_SETTINGS = (
+    "import json; from django.conf import settings; "
+    "print(json.dumps({n: getattr(settings, n) for n in dir(settings) if n.isupper()}, "
+    "default=str))"
+)
+
+
+def manage(*args, **environ) -> subprocess.CompletedProcess:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in OVERRIDES and name not in ("DATABASE_URL", "DJANGO_CONFIGURATION")
+    }
+    env.update(DJANGO_SETTINGS_MODULE="boot.settings", DJANGO_CONFIGURATION="Test", **environ)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def loaded_settings(**environ) -> dict:
+    result = manage("shell", "-c", PRINT_SETTINGS, **environ)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def defaults() -> dict:
+    return loaded_settings()
+
+
+@pytest.fixture(scope="module")
+def overridden() -> dict:
+    environ = {name: value for name, (value, _) in OVERRIDES.items()}
+    return loaded_settings(DATABASE_URL=DATABASE_URL, **environ)
+
+
+@pytest.mark.parametrize("name", sorted(OVERRIDES))
+def test_setting_is_read_from_the_variable_of_the_same_name(name, defaults, overridden):
+    expected = OVERRIDES[name][1]
+
+    assert overridden[name] == expected
+    assert defaults[name] != expected  # so the variable, not the default, made the value
+
+
+def test_database_url_sets_the_default_database(defaults, overridden):
+    database = overridden["DATABASES"]["default"]
+
+    assert (database["NAME"], database["HOST"], database["PORT"]) == (
+        "portal_override",
+        "db.test",
+        5433,
+    )
+    assert defaults["DATABASES"]["default"]["NAME"] != "portal_override"
+
+
+def test_every_portal_setting_is_covered(defaults):
+    # A new PORTAL_* setting fails here until it gets an override case above.
+    declared = {name for name in defaults if name.startswith("PORTAL_")}
+
+    assert declared == {name for name in OVERRIDES if name.startswith("PORTAL_")}
+
+
+def test_an_unparsable_value_stops_start_up_naming_the_variable():
+    result = manage("check", PORTAL_SESSION_TTL_HOURS="abc")
+
+    assert result.returncode != 0
+    assert "PORTAL_SESSION_TTL_HOURS" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_inconsistent_chunk_bounds_fail_the_system_check():
+    result = manage("check", PORTAL_CHUNK_SIZE_MIN="9000000", PORTAL_CHUNK_SIZE_MAX="8000000")
+
+    assert result.returncode != 0
+    assert "portal.E001" in result.stderr
+    assert "PORTAL_CHUNK_SIZE_MIN" in result.stderr
+    assert "PORTAL_CHUNK_SIZE_MAX" in result.stderr
