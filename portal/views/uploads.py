@@ -45,7 +45,7 @@ def error_response(status: int, code: str, message: str, **details) -> JsonRespo
     return response
 
 
-def api_view(*methods):
+def api_view(*methods, authenticated=True):
     """Accept ``methods``, authenticate the bearer token and render portal errors as JSON."""
 
     def decorate(view):
@@ -57,7 +57,8 @@ def api_view(*methods):
                 response["Allow"] = ", ".join(methods)
                 return response
             try:
-                request.user = authenticate_request(request)
+                if authenticated:
+                    request.user = authenticate_request(request)
                 return view(request, *args, **kwargs)
             except UploadRejected as exc:
                 return error_response(exc.status, exc.code, exc.message, **exc.details)
@@ -67,6 +68,7 @@ def api_view(*methods):
                     503, "storage_unavailable", "Storage is unavailable; retry later."
                 )
 
+        wrapper.allowed_methods = methods
         return wrapper
 
     return decorate
@@ -173,9 +175,6 @@ def session_finalize(request, session_id):
     return JsonResponse(result.as_dict())
 
 
+@api_view("GET", authenticated=False)
 def openapi(request):
-    if request.method != "GET":
-        response = error_response(405, "method_not_allowed", "Use GET.")
-        response["Allow"] = "GET"
-        return response
     return JsonResponse(openapi_document())
