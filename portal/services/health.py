@@ -12,7 +12,6 @@ Liveness (``/health``) deliberately checks nothing here: restarting the pod
 cannot repair a database.
 """
 
-import contextvars
 import copy
 import math
 import queue
@@ -119,9 +118,7 @@ def _start(key: tuple, check: Callable[[], None]) -> Future:
         future = _in_flight.get(key)
         if future is not None:
             return future
-        # Log lines of the check carry the request_id of the probe that started it.
-        context = contextvars.copy_context()
-        future = _pool.submit(lambda: context.run(_timed, key[0], check))
+        future = _pool.submit(lambda: _timed(key[0], check))
         _in_flight[key] = future
     future.add_done_callback(lambda done: _forget(key, done))
     return future
