@@ -43,6 +43,9 @@ class FilesystemStorage:
         except OSError as exc:
             _discard(path)
             raise StorageUnavailable(f"cannot write {key}: {exc.strerror}") from exc
+        except BaseException:
+            _discard(path)  # the stream itself failed (e.g. the client went away)
+            raise
         return StoredObject(key=key, size=size, sha256=digest)
 
     def _copy(self, stream: BinaryIO, path: Path, *, max_bytes: int | None) -> tuple[int, str]:

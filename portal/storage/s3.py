@@ -34,7 +34,6 @@ from portal.exceptions import (
     InvalidStorageKey,
     ObjectMissing,
     PartTooLarge,
-    StorageError,
     StorageUnavailable,
 )
 from portal.storage import keys
@@ -50,11 +49,20 @@ UPLOAD_BUFFER_SIZE = 5 * 1024**2
 # The buffer fills in small reads, so it stays the only large allocation of a write.
 FILL_READ_SIZE = 256 * 1024
 
+# botocore's "max_attempts" counts retries after the first try; "total_max_attempts"
+# counts every try, which is what these limits mean.
 WORK_CLIENT_CONFIG = Config(
     connect_timeout=5,
     read_timeout=60,
-    retries={"max_attempts": 3, "mode": "standard"},
+    retries={"total_max_attempts": 3, "mode": "standard"},
 )
+
+
+def _client_source(config: Config) -> DjangoStoragesS3:
+    """A django-storages backend whose client has ``config`` merged over the host's own."""
+    source = DjangoStoragesS3()
+    source.client_config = source.client_config.merge(config)
+    return source
 
 
 def _error_code(exc: Exception) -> str:
@@ -86,16 +94,12 @@ class S3Storage:
         self.final_prefix = keys.normalise_prefix(final_prefix)
         self.bucket = bucket or conf.s3_bucket()
         # Settings are resolved now; the clients (and their connections) on first use.
-        self._work_connection = DjangoStoragesS3(bucket_name=self.bucket)
-        self._work_connection.client_config = self._work_connection.client_config.merge(
-            WORK_CLIENT_CONFIG
-        )
-        self._check_connection = DjangoStoragesS3(bucket_name=self.bucket)
-        self._check_connection.client_config = self._check_connection.client_config.merge(
+        self._work_source = _client_source(WORK_CLIENT_CONFIG)
+        self._check_source = _client_source(
             Config(
                 connect_timeout=check_connect_timeout,
                 read_timeout=check_read_timeout,
-                retries={"max_attempts": 1, "mode": "standard"},
+                retries={"total_max_attempts": 1, "mode": "standard"},
             )
         )
         self._client = client
@@ -110,7 +114,7 @@ class S3Storage:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = self._work_connection.connection.meta.client
+                    self._client = self._work_source.connection.meta.client
         return self._client
 
     @property
@@ -119,7 +123,7 @@ class S3Storage:
         if self._check_client is None:
             with self._lock:
                 if self._check_client is None:
-                    self._check_client = self._check_connection.connection.meta.client
+                    self._check_client = self._check_source.connection.meta.client
         return self._check_client
 
     # -- writing --------------------------------------------------------------
@@ -144,6 +148,7 @@ class S3Storage:
                 raise StorageUnavailable(f"cannot write {key}: {_reason(exc)}") from exc
             return
         upload_id = self._start_multipart(key)
+        completed = False
         try:
             etags = []
             while buffer:
@@ -158,12 +163,14 @@ class S3Storage:
                 buffer = None  # let the sent buffer go before the next one fills
                 buffer = _fill(reader)
             self._complete_multipart(key, upload_id, etags)
-        except StorageError:  # too large, or a part of an assembly missing or unreadable
-            self._abort_multipart(key, upload_id)
-            raise
+            completed = True
         except S3_ERRORS as exc:
-            self._abort_multipart(key, upload_id)
             raise StorageUnavailable(f"cannot write {key}: {_reason(exc)}") from exc
+        finally:
+            # Whatever stopped the upload (S3, PartTooLarge, a client that went away
+            # mid-stream), the uploaded pieces must not linger.
+            if not completed:
+                self._abort_multipart(key, upload_id)
 
     def assemble_final(self, file_id, filename, part_keys):
         """Copy the temp parts, in order, into the final object, inside S3.
@@ -181,7 +188,8 @@ class S3Storage:
             keys.validate_key(part_key, self.temp_prefix)
         if len(part_keys) == 1:
             self._copy_object(part_keys[0], key)
-        elif not self._copy_multipart(part_keys, key):
+        elif not part_keys or not self._copy_multipart(part_keys, key):
+            # Nothing to copy (an empty file), or parts S3 will not compose.
             reader = _MeteredReader(_ChainedReader(self, part_keys), max_bytes=None)
             self._upload(key, reader)
             return StoredObject(key=key, size=reader.size, sha256=reader.sha256)
@@ -217,7 +225,7 @@ class S3Storage:
             self._abort_multipart(key, upload_id)
             if _error_code(exc) == "EntityTooSmall":
                 return False
-            if _is_missing(exc) or _error_code(exc) == "NoSuchUpload":
+            if _is_missing(exc):
                 raise ObjectMissing(f"a part of {key} is missing") from exc
             raise StorageUnavailable(f"cannot assemble {key}: {_reason(exc)}") from exc
         return True
@@ -274,10 +282,10 @@ class S3Storage:
         return _ObjectReader(key, response["Body"])
 
     def iter_temp_objects(self, *, older_than: datetime) -> Iterator[StoredObject]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=self.temp_prefix, PaginationConfig={"PageSize": 1000}
-        )
         try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.temp_prefix, PaginationConfig={"PageSize": 1000}
+            )
             for page in pages:
                 for item in page.get("Contents", ()):
                     if item["LastModified"] < older_than and self._is_temp_key(item["Key"]):

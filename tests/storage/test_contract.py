@@ -140,6 +140,30 @@ def test_too_large_part_leaves_nothing(storage, size):
         assert uploads.get("Uploads", []) == []
 
 
+class StreamBroke(Exception):
+    pass
+
+
+class BreakingStream(GeneratedStream):
+    """A stream whose source fails after ``size`` bytes, like a client that went away."""
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.remaining:
+            raise StreamBroke
+        return super().read(size)
+
+
+@pytest.mark.parametrize("size", [10, 6 * MiB])
+def test_a_failing_stream_leaves_nothing(storage, size):
+    with pytest.raises(StreamBroke):
+        storage.write_temp_part(uuid.uuid4(), 1, BreakingStream(size), max_bytes=10 * MiB)
+
+    assert temp_keys(storage) == []
+    if storage.backend == "s3":
+        uploads = storage.client.list_multipart_uploads(Bucket=storage.bucket)
+        assert uploads.get("Uploads", []) == []
+
+
 def test_part_of_exactly_max_bytes_is_accepted(storage):
     stored = storage.write_temp_part(uuid.uuid4(), 1, GeneratedStream(MiB), max_bytes=MiB)
 
@@ -270,6 +294,13 @@ def test_assemble_one_part(storage):
     assert read_all(storage, final.key) == b"only part"
 
 
+def test_assemble_no_parts_gives_an_empty_file(storage):
+    final = storage.assemble_final(uuid.uuid4(), "empty.txt", [])
+
+    assert (final.size, final.sha256) == (0, hashlib.sha256(b"").hexdigest())
+    assert read_all(storage, final.key) == b""
+
+
 def test_assemble_with_a_missing_part_raises_and_leaves_no_final(storage):
     part = write(storage, b"abc")
     missing = f"tmp/{uuid.uuid4()}/000002-gone.part"
@@ -390,7 +421,7 @@ def test_s3_errors_become_storage_unavailable_when_the_server_is_down(
     client = boto3.client(
         "s3",
         endpoint_url=refused_endpoint,
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
         **{name: s3_settings[setting] for name, setting in CLIENT_SETTINGS.items()},
     )
     storage = s3_adapter(s3_settings, {"AWS_S3_ENDPOINT_URL": refused_endpoint}, client=client)
