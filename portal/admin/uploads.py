@@ -1,6 +1,8 @@
 from django.contrib import admin
+from django.template.defaultfilters import pluralize
 
 from portal.models import ApiToken, UploadFile, UploadPart, UploadSession
+from portal.services.tokens import revoke_api_token
 
 
 class ReadOnlyTimestampsMixin:
@@ -58,6 +60,12 @@ class ApiTokenAdmin(ReadOnlyTimestampsMixin, admin.ModelAdmin):
     fields = ("user", "name", "prefix", "last_used_at", "revoked_at")
     readonly_fields = ("prefix", "last_used_at")
     raw_id_fields = ("user",)
+    actions = ["revoke_tokens"]
 
     def has_add_permission(self, request):
         return False
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke_tokens(self, request, queryset):
+        revoked = sum(revoke_api_token(api_token=token) for token in queryset)
+        self.message_user(request, f"Revoked {revoked} token{pluralize(revoked)}.")
