@@ -1,12 +1,13 @@
 from django.urls import path  # each feature adds its routes below
 
-from portal.views import health, uploads
+from portal.views import cleanup, health, uploads
 
 app_name = "portal"
 
 urlpatterns = [
     path("health", health.health, name="health"),
     path("ready", health.ready, name="ready"),
+    path("health/cleanup", cleanup.cleanup_status, name="health-cleanup"),
     path("uploads/openapi.json", uploads.openapi, name="upload-openapi"),
     path("uploads/sessions", uploads.sessions, name="upload-sessions"),
     path("uploads/sessions/<str:session_id>", uploads.session_detail, name="upload-session"),

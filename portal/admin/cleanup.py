@@ -1,13 +1,33 @@
-from django.contrib import admin
+"""Cleanup in the admin: the run history (read-only), run buttons, and the operator switches."""
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.http import require_POST
 
 from portal.models import CleanupControl, CleanupRun
+from portal.services.cleanup import effective_settings, run_cleanup
+
+RUN_PERMISSION = "portal.run_cleanup"
 
 
 @admin.register(CleanupRun)
 class CleanupRunAdmin(admin.ModelAdmin):
-    list_display = ("started_at", "trigger", "dry_run", "status", "finished_at")
+    list_display = (
+        "started_at",
+        "trigger",
+        "dry_run",
+        "status",
+        "totals",
+        "duration",
+    )
     list_filter = ("status", "trigger", "dry_run")
     date_hierarchy = "started_at"
+    fields = ("trigger", "dry_run", "status", "started_at", "finished_at", "counts", "errors")
+    readonly_fields = fields
 
     def has_add_permission(self, request):
         return False
@@ -15,7 +35,53 @@ class CleanupRunAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="expired / deleted / failed")
+    def totals(self, run):
+        total = run.counts.get("total")
+        return f"{total['expired']} / {total['deleted']} / {total['failed']}" if total else None
+
+    def get_urls(self):
+        run = self.admin_site.admin_view(self.run_view)
+        return [path("run/", run, name="portal_cleanuprun_run"), *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            "can_run_cleanup": request.user.has_perm(RUN_PERMISSION),
+            "cleanup_settings": effective_settings(),
+        }
+        return super().changelist_view(request, extra_context=extra_context)
+
+    @method_decorator(require_POST)
+    @method_decorator(csrf_protect)
+    def run_view(self, request):
+        if not request.user.has_perm(RUN_PERMISSION):
+            raise PermissionDenied
+        report = run_cleanup(trigger="admin", dry_run=request.POST.get("dry_run") == "1" or None)
+        level = messages.SUCCESS if report.ok else messages.WARNING
+        self.message_user(request, report.summary(), level=level)
+        return HttpResponseRedirect(reverse("admin:portal_cleanuprun_changelist"))
+
 
 @admin.register(CleanupControl)
 class CleanupControlAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "paused", "force_dry_run", "updated_at")
+    """One row: pause cleanup or force dry runs; the next run obeys."""
+
+    list_display = ("__str__", "paused", "force_dry_run", "note", "updated_at")
+    fields = ("paused", "force_dry_run", "note")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        # There is only ever one row: go straight to it.
+        control = CleanupControl.current()
+        return HttpResponseRedirect(
+            reverse("admin:portal_cleanupcontrol_change", args=[control.pk])
+        )

@@ -1,0 +1,175 @@
+"""The operator's views of cleanup: admin history, buttons and switches, /health/cleanup."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from portal.models import CleanupControl, CleanupRun, UploadSession
+from portal.services.cleanup import run_cleanup
+from tests.cleanup.helpers import TTL
+from tests.factories import make_session, make_user
+
+pytestmark = pytest.mark.django_db
+RUN_URL = "admin:portal_cleanuprun_run"
+CHANGELIST = "admin:portal_cleanuprun_changelist"
+
+
+def staff(*permissions):
+    user = make_user(is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(codename__in=permissions))
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    return client
+
+
+def csrf_post(client, url, data):
+    """POST as a browser would: with the CSRF token the page set."""
+    client.get(reverse(CHANGELIST))
+    return client.post(url, {**data, "csrfmiddlewaretoken": client.cookies["csrftoken"].value})
+
+
+def test_history_shows_runs_buttons_and_effective_settings_to_operators(fs_storage):
+    run_cleanup(trigger="beat")
+    client = staff("view_cleanuprun", "run_cleanup")
+
+    page = client.get(reverse(CHANGELIST)).content.decode()
+
+    assert "Run cleanup now" in page and "Dry run" in page
+    assert "PORTAL_CLEANUP_GRACE_MINUTES" in page and "PORTAL_CLEANUP_BATCH_SIZE" in page
+    assert "beat" in page and "success" in page
+
+
+def test_history_is_read_only(fs_storage):
+    run = run_cleanup(trigger="beat")
+    client = staff("view_cleanuprun", "change_cleanuprun", "delete_cleanuprun", "run_cleanup")
+    change = reverse("admin:portal_cleanuprun_change", args=[run.run_id])
+
+    page = client.get(change).content.decode()
+
+    assert 'name="_save"' not in page
+    assert (
+        client.get(reverse("admin:portal_cleanuprun_delete", args=[run.run_id])).status_code == 403
+    )
+    assert client.get(reverse("admin:portal_cleanuprun_add")).status_code == 403
+
+
+def test_run_button_runs_cleanup_as_admin_and_reports(fs_storage):
+    make_session(status=UploadSession.Status.INIT, last_activity_at=timezone.now() - 2 * TTL)
+    client = staff("view_cleanuprun", "run_cleanup")
+
+    response = csrf_post(client, reverse(RUN_URL), {"run": "1"})
+
+    assert response.status_code == 302 and response.url == reverse(CHANGELIST)
+    run = CleanupRun.objects.get()
+    assert (run.trigger, run.dry_run, run.status) == ("admin", False, "success")
+    assert "stale_sessions: expired 1" in client.get(reverse(CHANGELIST)).content.decode()
+
+
+def test_dry_run_button_changes_nothing(fs_storage):
+    make_session(status=UploadSession.Status.INIT, last_activity_at=timezone.now() - 2 * TTL)
+    client = staff("view_cleanuprun", "run_cleanup")
+
+    csrf_post(client, reverse(RUN_URL), {"dry_run": "1"})
+
+    assert CleanupRun.objects.get().dry_run is True
+    assert UploadSession.objects.active().count() == 1
+
+
+def test_without_the_permission_no_buttons_and_no_runs(fs_storage):
+    client = staff("view_cleanuprun")
+
+    assert "Run cleanup now" not in client.get(reverse(CHANGELIST)).content.decode()
+    assert csrf_post(client, reverse(RUN_URL), {"run": "1"}).status_code == 403
+    assert not CleanupRun.objects.exists()
+
+
+def test_run_needs_post_and_a_csrf_token(fs_storage):
+    client = staff("view_cleanuprun", "run_cleanup")
+
+    assert client.get(reverse(RUN_URL)).status_code == 405
+    assert client.post(reverse(RUN_URL), {"run": "1"}).status_code == 403
+    assert not CleanupRun.objects.exists()
+
+
+def test_pause_switch_is_edited_in_the_admin_and_obeyed_by_the_next_run(fs_storage):
+    client = staff("view_cleanupcontrol", "change_cleanupcontrol")
+    changelist = client.get(reverse("admin:portal_cleanupcontrol_changelist"))
+    change_url = reverse("admin:portal_cleanupcontrol_change", args=[1])
+    assert changelist.url == change_url
+    client.get(change_url)
+
+    response = client.post(
+        change_url,
+        {
+            "paused": "on",
+            "note": "storage migration",
+            "csrfmiddlewaretoken": client.cookies["csrftoken"].value,
+        },
+    )
+
+    assert response.status_code == 302
+    assert CleanupControl.current().paused is True
+    assert run_cleanup(trigger="beat").status == "skipped"
+
+
+# -- /health/cleanup ----------------------------------------------------------------
+
+
+def health(client):
+    response = client.get("/health/cleanup")
+    return response.status_code, response.json()
+
+
+def test_health_is_503_before_any_run(client):
+    status, body = health(client)
+
+    assert status == 503
+    assert (body["healthy"], body["last_run"]) == (False, None)
+
+
+def test_health_reports_the_last_run_its_counts_and_the_last_24_hours(client, fs_storage):
+    make_session(status=UploadSession.Status.INIT, last_activity_at=timezone.now() - 2 * TTL)
+    run_cleanup(trigger="beat")
+    last = run_cleanup(trigger="command")
+
+    status, body = health(client)
+
+    assert status == 200
+    assert body["healthy"] is True
+    assert body["last_run"]["id"] == last.run_id
+    assert body["last_run"]["trigger"] == "command"
+    assert body["last_run"]["counts"]["total"] == {"expired": 0, "deleted": 0, "failed": 0}
+    assert body["last_24h"] == {"deleted": 0, "failed": 0, "expired": 1}
+    assert "PORTAL" not in str(body) and "AWS" not in str(body)
+
+
+def test_health_is_503_when_no_run_succeeded_within_three_intervals(client, fs_storage, settings):
+    settings.PORTAL_CLEANUP_INTERVAL_MINUTES = 10
+    run_cleanup(trigger="beat", now=timezone.now() - timedelta(minutes=31))
+    CleanupControl.objects.update_or_create(pk=1, defaults={"paused": True})
+    run_cleanup(trigger="beat")  # skipped: not a success
+
+    status, body = health(client)
+
+    assert status == 503
+    assert (body["last_run"]["status"], body["paused"]) == ("skipped", True)
+
+
+def test_health_shows_the_next_run_from_the_beat_schedule(client, fs_storage):
+    last_run_at = timezone.now() - timedelta(minutes=4)
+    PeriodicTask.objects.create(
+        name="portal-cleanup",
+        task="portal.tasks.portal_cleanup_task",
+        interval=IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES),
+        last_run_at=last_run_at,
+    )
+    run_cleanup(trigger="beat")
+
+    _, body = health(client)
+
+    assert body["next_run_at"] == (last_run_at + timedelta(minutes=10)).isoformat()
