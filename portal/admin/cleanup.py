@@ -71,6 +71,7 @@ class CleanupControlAdmin(admin.ModelAdmin):
     """One row: pause cleanup or force dry runs; the next run obeys."""
 
     list_display = ("__str__", "paused", "force_dry_run", "note", "updated_at")
+    list_editable = ("paused", "force_dry_run")
     fields = ("paused", "force_dry_run", "note")
 
     def has_add_permission(self, request):
@@ -80,8 +81,5 @@ class CleanupControlAdmin(admin.ModelAdmin):
         return False
 
     def changelist_view(self, request, extra_context=None):
-        # There is only ever one row: go straight to it.
-        control = CleanupControl.current()
-        return HttpResponseRedirect(
-            reverse("admin:portal_cleanupcontrol_change", args=[control.pk])
-        )
+        CleanupControl.current()  # the one row exists, ready to edit
+        return super().changelist_view(request, extra_context=extra_context)
