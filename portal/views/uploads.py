@@ -56,6 +56,8 @@ def api_view(*methods, authenticated=True):
                 response = error_response(405, "method_not_allowed", f"Use {', '.join(methods)}.")
                 response["Allow"] = ", ".join(methods)
                 return response
+            # Every log line of the request carries the ids from its URL.
+            structlog.contextvars.bind_contextvars(**kwargs)
             try:
                 if authenticated:
                     request.user = authenticate_request(request)
