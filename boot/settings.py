@@ -86,7 +86,8 @@ class Base(Configuration):
     PORTAL_RUNNER_AUTH_SECRET = env.Value("")
     PORTAL_CLEANUP_ENABLED = env.BooleanValue(True)
     PORTAL_CLEANUP_DRY_RUN = env.BooleanValue(False)
-    PORTAL_CLEANUP_INTERVAL_MINUTES = env.IntegerValue(10)
+    # Fractions allowed (0.05 = every 3 s), for tests and demos of the beat schedule.
+    PORTAL_CLEANUP_INTERVAL_MINUTES = env.FloatValue(10)
     PORTAL_CLEANUP_GRACE_MINUTES = env.IntegerValue(30)
     PORTAL_CLEANUP_BATCH_SIZE = env.IntegerValue(1000)
     PORTAL_FAILED_SESSION_RETENTION_DAYS = env.IntegerValue(30)
@@ -116,9 +117,14 @@ class Base(Configuration):
     def CELERY_BROKER_TRANSPORT_OPTIONS(self):
         if not str(self.CELERY_BROKER_URL).startswith("filesystem://"):
             return {}
-        queue = VAR_DIR / "celery" / "queue"
+        queue, control = VAR_DIR / "celery" / "queue", VAR_DIR / "celery" / "control"
         queue.mkdir(parents=True, exist_ok=True)
-        return {"data_folder_in": str(queue), "data_folder_out": str(queue)}
+        control.mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(queue),
+            "data_folder_out": str(queue),
+            "control_folder": str(control),
+        }
 
     def CELERY_BEAT_SCHEDULE(self):
         # DatabaseScheduler copies this into django-celery-beat's tables when beat

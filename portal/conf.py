@@ -112,7 +112,7 @@ def cleanup_dry_run() -> bool:
 
 
 def cleanup_interval() -> timedelta:
-    return timedelta(minutes=get("PORTAL_CLEANUP_INTERVAL_MINUTES"))
+    return timedelta(minutes=float(get("PORTAL_CLEANUP_INTERVAL_MINUTES")))
 
 
 def cleanup_grace() -> timedelta:
