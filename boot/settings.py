@@ -15,7 +15,10 @@ from boot.logging import configure_structlog, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
-SQLITE_URL = f"sqlite:///{VAR_DIR / 'portal.sqlite3'}"
+# IMMEDIATE: a transaction takes SQLite's write lock when it begins, so concurrent
+# writers (gunicorn threads, worker, beat) queue for up to `timeout` seconds instead of
+# failing with "database is locked" when a reader upgrades to a writer mid-transaction.
+SQLITE_URL = f"sqlite:///{VAR_DIR / 'portal.sqlite3'}?transaction_mode=IMMEDIATE&timeout=20"
 
 
 class Base(Configuration):
