@@ -278,7 +278,7 @@ def stoppable_s3_endpoint():
     """A moto S3 server of this test's own, which the test may stop."""
     from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     yield server, f"http://{host}:{port}"
