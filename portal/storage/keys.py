@@ -3,6 +3,7 @@
 import posixpath
 import uuid
 
+from django.core.exceptions import SuspiciousFileOperation
 from django.utils.text import get_valid_filename
 
 from portal.exceptions import InvalidStorageKey
@@ -24,7 +25,7 @@ def temp_part_key(temp_prefix: str, session_id, part_number: int) -> str:
 def final_key(final_prefix: str, file_id, filename: str) -> str:
     try:
         name = get_valid_filename(filename)
-    except Exception:  # noqa: BLE001 - Django raises SuspiciousFileOperation for "." etc.
+    except SuspiciousFileOperation:  # nothing usable left, e.g. "." or "..."
         name = "file"
     return f"{final_prefix}{file_id}/{name}"
 
