@@ -195,11 +195,24 @@ def _text(value, field: str, *, max_length: int, required: bool) -> str:
         return ""
     if not isinstance(value, str) or (required and not value.strip()):
         raise UploadRejected(f"{field} must be a non-empty string.", code="invalid_field")
+    # PostgreSQL text holds neither NUL nor lone surrogates (valid in JSON escapes).
+    if "\x00" in value or _has_surrogate(value):
+        raise UploadRejected(
+            f"{field} contains characters that cannot be stored.", code="invalid_field"
+        )
     if len(value) > max_length:
         raise UploadRejected(
             f"{field} is longer than {max_length} characters.", code="invalid_field"
         )
     return value
+
+
+def _has_surrogate(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _integer(value, field: str) -> int:

@@ -97,7 +97,7 @@ def json_body(request, *, allowed: tuple[str, ...]) -> dict:
 
 
 def part_number_of(value: str) -> int:
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise UploadRejected(
             "The part number must be a positive integer.", code="invalid_part_number"
         )
@@ -108,7 +108,7 @@ def content_length_of(request) -> int | None:
     value = request.META.get("CONTENT_LENGTH", "")
     if value == "":
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise LengthRequired("Content-Length must be a non-negative integer.")
     return int(value)
 

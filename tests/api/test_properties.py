@@ -55,9 +55,10 @@ class UploadCalls(RuleBasedStateMachine):
         ),
         chunk=st.one_of(st.none(), st.none(), st.integers(min_value=2, max_value=70)),
         key=st.sampled_from(["", "", "", "a"]),
+        filename=st.one_of(st.just("f.bin"), st.text(max_size=300)),
     )
-    def create(self, total, chunk, key):
-        fields = {"original_filename": "f.bin", "total_size_bytes": total}
+    def create(self, total, chunk, key, filename):
+        fields = {"original_filename": filename, "total_size_bytes": total}
         if chunk is not None:
             fields["chunk_size_bytes"] = chunk
         if key:

@@ -138,6 +138,10 @@ def test_unknown_or_malformed_session_id_is_404(uploader, fs_storage, session_id
         (json.dumps({"original_filename": "a", "total_size_bytes": True}), 400, "invalid_field"),
         (json.dumps({"original_filename": "a", "total_size_bytes": 0}), 400, "invalid_field"),
         (json.dumps({"original_filename": "", "total_size_bytes": 10}), 400, "invalid_field"),
+        (json.dumps({"original_filename": "a\x00b", "total_size_bytes": 10}), 400, "invalid_field"),
+        (b'{"original_filename": "a\\ud800", "total_size_bytes": 10}', 400, "invalid_field"),
+        (json.dumps({"original_filename": "a", "total_size_bytes": 10.0}), 400, "invalid_field"),
+        (json.dumps({"original_filename": "a", "total_size_bytes": 10**30}), 413, "file_too_large"),
         (
             json.dumps({"original_filename": "a" * 256, "total_size_bytes": 10}),
             400,
@@ -211,6 +215,7 @@ def test_default_chunk_size_and_expiry_are_reported(uploader, fs_storage):
         ("4", b"x" * CHUNK, 400, "invalid_part_number"),
         ("-1", b"x" * CHUNK, 400, "invalid_part_number"),
         ("two", b"x" * CHUNK, 400, "invalid_part_number"),
+        ("²", b"x" * CHUNK, 400, "invalid_part_number"),
         ("1", b"x" * (CHUNK - 1), 400, "wrong_part_size"),
         ("3", b"x" * CHUNK, 413, "part_too_large"),  # the last part is 6 bytes
         ("3", b"x" * 5, 400, "wrong_part_size"),
