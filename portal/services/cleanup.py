@@ -178,10 +178,10 @@ def cleanup_stale_sessions(*, now=None, dry_run=None, batch_size=None) -> StaleS
     last_pk = None
     while True:
         with transaction.atomic():
-            rows = _lock_batch(stale, after=last_pk, fields=("file_id",), size=batch_size)
+            rows = _lock_batch(stale, after=last_pk, fields=(), size=batch_size)
             if not rows:
                 break
-            ids = [pk for pk, _ in rows]
+            ids = [pk for (pk,) in rows]
             # Conditional: a session a part touched since it was read stays active.
             count = stale.filter(pk__in=ids).update(
                 status=UploadSession.Status.FAILED,
@@ -189,11 +189,14 @@ def cleanup_stale_sessions(*, now=None, dry_run=None, batch_size=None) -> StaleS
                 finished_at=now,
                 updated_at=now,
             )
-            UploadFile.objects.filter(
-                pk__in=[file_id for _, file_id in rows],
-                session__status=UploadSession.Status.FAILED,
-                session__finished_at=now,
-            ).update(status=UploadFile.Status.FAILED, updated_at=now)
+            # The files of the sessions this batch expired (looked up by session pk,
+            # which stays an index lookup however many rows the table holds).
+            expired_now = UploadSession.objects.filter(
+                pk__in=ids, status=UploadSession.Status.FAILED, finished_at=now
+            )
+            UploadFile.objects.filter(pk__in=expired_now.values("file_id")).update(
+                status=UploadFile.Status.FAILED, updated_at=now
+            )
         last_pk = ids[-1]
         expired += count
         log.info("session.expired", count=count, session_ids=[str(pk) for pk in ids])

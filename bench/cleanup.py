@@ -1,0 +1,342 @@
+"""Cleanup throughput and memory on PostgreSQL: sessions expired/s, parts deleted/s, peak RSS.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal \
+        .venv/bin/python bench/cleanup.py --sizes 100000,1000000 --naive 10000 --s3 5000
+
+DATABASE_URL names the server (the database itself need not exist): the benchmark
+creates a scratch database ``<name>_bench_cleanup``, migrates it, and drops it at
+the end. Every figure is measured in a fresh process, so peak RSS values compare.
+
+For each size N: N stale ``in_progress`` sessions with 4 parts each are inserted
+with ``INSERT … SELECT generate_series`` (fast, no client memory), then timed:
+
+- raw SQL: one UPDATE of the stale sessions plus one of their files (rolled back):
+  the practical limit of expiry;
+- ``cleanup_stale_sessions``: batched, locked, conditional expiry;
+- ``cleanup_orphan_temp_parts`` over the 4·N parts once their sessions are past
+  the grace period, deleting the objects on the filesystem adapter. Creating 4
+  million files is impractical here, so only the parts of the first
+  ``--fs-sessions`` sessions have a real file; the other keys are "already gone"
+  (an unlink that finds nothing), which the step counts as deleted.
+- the same steps on the S3 adapter (moto's server in its own process) at ``--s3``
+  sessions, every object real.
+
+The naive baseline (a loop saving one session and its file per row, then one
+storage delete and one row delete per part) runs at ``--naive`` sessions: its
+rates are per row, so they compare with the batched rates at any size.
+
+Logging is the production configuration (LOG_FORMAT=json LOG_LEVEL=INFO), written
+to ``--log-file`` (default: discarded).
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PARTS = 4
+
+SEED_SQL = """
+TRUNCATE portal_uploadpart, portal_uploadsession, portal_uploadfile, portal_cleanuprun;
+INSERT INTO portal_uploadfile (id, created_at, updated_at, original_filename, content_type,
+    size_bytes, sha256, status, uploaded_by_id, storage_backend, storage_bucket, storage_key)
+SELECT md5('f' || i)::uuid, now(), now(), 'bench.bin', 'application/octet-stream',
+    64, '', 'uploading', %(user)s, '', '', ''
+FROM generate_series(1, %(n)s) i;
+INSERT INTO portal_uploadsession (id, created_at, updated_at, file_id, created_by_id, status,
+    chunk_size_bytes, total_size_bytes, total_parts, completed_parts, bytes_received,
+    idempotency_key, last_activity_at, finished_at, failure_reason)
+SELECT md5('s' || i)::uuid, now(), now(), md5('f' || i)::uuid, %(user)s, 'in_progress',
+    16, 64, 4, 4, 64, '', now() - interval '2 days', NULL, ''
+FROM generate_series(1, %(n)s) i;
+INSERT INTO portal_uploadpart (id, created_at, updated_at, session_id, part_number,
+    size_bytes, sha256, temp_storage_key, cleanup_claimed_until)
+SELECT md5('p' || i || '-' || p)::uuid, now(), now(), md5('s' || i)::uuid, p, 16, '',
+    'tmp/' || md5('s' || i)::uuid || '/' || lpad(p::text, 6, '0') || '-bench.part', NULL
+FROM generate_series(1, %(n)s) i, generate_series(1, 4) p;
+"""
+RAW_EXPIRY_SQL = """
+UPDATE portal_uploadfile SET status = 'failed', updated_at = now() WHERE id IN (
+    SELECT file_id FROM portal_uploadsession
+    WHERE status IN ('init', 'in_progress') AND last_activity_at < now() - interval '1 day');
+UPDATE portal_uploadsession
+SET status = 'failed', failure_reason = 'expired', finished_at = now(), updated_at = now()
+WHERE status IN ('init', 'in_progress') AND last_activity_at < now() - interval '1 day';
+"""
+
+
+def part_key(i: int, part: int) -> str:
+    session_id = uuid.UUID(hashlib.md5(f"s{i}".encode()).hexdigest())
+    return f"tmp/{session_id}/{part:06d}-bench.part"
+
+
+# -- the parent: scratch database, child processes, one line per figure ----------------
+
+
+def scratch_database(url: str, *, create: bool) -> str:
+    import psycopg
+
+    parts = urlsplit(url)
+    name = f"{parts.path.lstrip('/') or 'postgres'}_bench_cleanup"
+    maintenance = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(maintenance, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if create:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def child(args, *scenario) -> dict:
+    command = [sys.executable, __file__, "--child", *scenario, "--log-file", args.log_file]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main(args):
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        sys.exit("DATABASE_URL must point at a PostgreSQL server")
+    os.environ["DATABASE_URL"] = scratch_database(os.environ["DATABASE_URL"], create=True)
+    os.environ.update(DJANGO_CONFIGURATION="Dev", LOG_FORMAT="json", LOG_LEVEL="INFO")
+    subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"],
+        check=True,
+        env={**os.environ, "LOG_LEVEL": "WARNING"},
+    )
+    moto = None
+    try:
+        naive = child(args, "naive", str(args.naive))
+        print(
+            f"naive baseline  n={args.naive:>9,}  expire {naive['expire_rate']:>9,.0f} sessions/s"
+            f"  delete {naive['parts_rate']:>9,.0f} parts/s  peak RSS {naive['rss_mb']:.0f} MiB"
+        )
+        results = []
+        for size in args.sizes:
+            result = child(args, "service", str(size), "filesystem", str(args.fs_sessions))
+            results.append(result)
+            report(f"filesystem n={size:>9,}", result, naive)
+        if args.s3:
+            port = free_port()
+            moto = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(2)
+            os.environ.update(
+                AWS_S3_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+                AWS_STORAGE_BUCKET_NAME="bench",
+                AWS_ACCESS_KEY_ID="bench",
+                AWS_SECRET_ACCESS_KEY="bench",
+            )
+            report(
+                f"s3         n={args.s3:>9,}",
+                child(args, "service", str(args.s3), "s3", "0"),
+                naive,
+            )
+        if len(results) >= 2:
+            small, large = results[0], results[-1]
+            ratio = large["rss_mb"] / small["rss_mb"]
+            print(
+                f"memory          peak RSS {large['n']:,}: {large['rss_mb']:.0f} MiB vs "
+                f"{small['n']:,}: {small['rss_mb']:.0f} MiB = {ratio:.2f}x (goal < 1.5x)"
+            )
+    finally:
+        if moto:
+            moto.terminate()
+        scratch_database(os.environ["DATABASE_URL"].rsplit("_bench_cleanup", 1)[0], create=False)
+
+
+def report(label, result, naive):
+    print(
+        f"{label}  expire {result['expire_rate']:>9,.0f} sessions/s "
+        f"({result['expire_rate'] / naive['expire_rate']:.0f}x naive, "
+        f"{100 * result['expire_rate'] / result['raw_rate']:.0f}% of raw SQL "
+        f"{result['raw_rate']:,.0f}/s)  delete {result['parts_rate']:>9,.0f} parts/s "
+        f"({result['parts_rate'] / naive['parts_rate']:.0f}x naive)  "
+        f"peak RSS {result['rss_mb']:.0f} MiB"
+    )
+
+
+# -- the children: one measurement each, in a fresh process ---------------------------
+
+
+def setup_django(log_file):
+    log = open(log_file, "a")  # noqa: SIM115 - stays open for the process's lifetime
+    os.dup2(log.fileno(), sys.stderr.fileno())
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "boot.settings")
+    import configurations
+
+    configurations.setup()
+
+
+def seed(n: int) -> None:
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    user, _ = get_user_model().objects.get_or_create(username="bench")
+    with connection.cursor() as cursor:
+        cursor.execute(SEED_SQL, {"n": n, "user": user.pk})
+        cursor.execute("VACUUM ANALYZE")
+
+
+def write_objects(storage, n: int) -> None:
+    """Create the objects of the first ``n`` sessions' parts."""
+    if storage.backend == "filesystem":
+        for i in range(1, n + 1):
+            for part in range(1, PARTS + 1):
+                path = storage.root / part_key(i, part)
+                if part == 1:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
+        return
+    storage.client.create_bucket(Bucket=storage.bucket)
+    keys = (part_key(i, part) for i in range(1, n + 1) for part in range(1, PARTS + 1))
+    with ThreadPoolExecutor(16) as pool:
+        for _ in pool.map(
+            lambda key: storage.client.put_object(Bucket=storage.bucket, Key=key, Body=b""), keys
+        ):
+            pass
+
+
+def finish_sessions() -> None:
+    """Move the expired sessions past the grace period (setup, not timed)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE portal_uploadsession SET finished_at = now() - interval '1 day'"
+            " WHERE status = 'failed'"
+        )
+        cursor.execute("VACUUM ANALYZE")
+
+
+def timed(function) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def run_service(n: int, backend: str, fs_sessions: int) -> dict:
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from portal.services.cleanup import cleanup_orphan_temp_parts, cleanup_stale_sessions
+    from portal.storage import build_storage
+
+    storage = build_storage(backend)
+    seed(n)
+    write_objects(storage, n if backend == "s3" else min(n, fs_sessions))
+
+    def raw_expiry():
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(RAW_EXPIRY_SQL)
+            transaction.set_rollback(True)
+
+    raw = timed(raw_expiry)
+    now = timezone.now()
+    expired = []
+    expire = timed(lambda: expired.append(cleanup_stale_sessions(now=now, dry_run=False)))
+    finish_sessions()
+    deleted = []
+    parts = timed(
+        lambda: deleted.append(
+            cleanup_orphan_temp_parts(now=timezone.now(), dry_run=False, storage=storage)
+        )
+    )
+    assert expired[0].expired == n and deleted[0].deleted == n * PARTS, (expired, deleted)
+    return {
+        "n": n,
+        "raw_rate": n / raw,
+        "expire_rate": n / expire,
+        "parts_rate": n * PARTS / parts,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def run_naive(n: int) -> dict:
+    from django.utils import timezone
+
+    from portal.models import UploadPart, UploadSession
+    from portal.storage import build_storage
+
+    root = tempfile.mkdtemp(prefix="bench-cleanup-")
+    os.environ["PORTAL_STORAGE_ROOT"] = root
+    storage = build_storage("filesystem")
+    seed(n)
+    write_objects(storage, n)
+    now = timezone.now()
+
+    def expire():
+        stale = UploadSession.objects.filter(status__in=UploadSession.ACTIVE_STATUSES)
+        for session in stale.select_related("file").iterator():
+            session.status, session.failure_reason, session.finished_at = "failed", "expired", now
+            session.save()
+            session.file.status = "failed"
+            session.file.save()
+
+    def delete_parts():
+        for part in UploadPart.objects.filter(session__status="failed").iterator():
+            storage.delete_many([part.temp_storage_key])
+            part.delete()
+
+    expire_seconds = timed(expire)
+    finish_sessions()
+    parts_seconds = timed(delete_parts)
+    return {
+        "n": n,
+        "expire_rate": n / expire_seconds,
+        "parts_rate": n * PARTS / parts_seconds,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def run_child(args):
+    if args.child[0] == "service" and args.child[2] == "filesystem":
+        os.environ["PORTAL_STORAGE_ROOT"] = tempfile.mkdtemp(prefix="bench-cleanup-")
+    setup_django(args.log_file)
+    scenario, n, *rest = args.child
+    if scenario == "naive":
+        result = run_naive(int(n))
+    else:
+        result = run_service(int(n), rest[0], int(rest[1]))
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[100_000, 1_000_000],
+        help="session counts, smallest first (default: 100000,1000000)",
+    )
+    parser.add_argument("--naive", type=int, default=10_000, help="sessions of the naive loop")
+    parser.add_argument("--s3", type=int, default=5_000, help="sessions on S3 (0: skip)")
+    parser.add_argument(
+        "--fs-sessions",
+        type=int,
+        default=100_000,
+        help="sessions whose part objects really exist on the filesystem",
+    )
+    parser.add_argument("--log-file", default=os.devnull)
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    run_child(arguments) if arguments.child else main(arguments)
