@@ -1,7 +1,8 @@
 """Cleanup throughput and memory on PostgreSQL: sessions expired/s, parts deleted/s, peak RSS.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal \
-        .venv/bin/python bench/cleanup.py --sizes 100000,1000000 --naive 10000 --s3 5000
+        .venv/bin/python bench/cleanup.py --sizes 100000,1000000 --naive 10000 --s3 5000 \
+        --naive-s3 500 --fs-sessions 100000
 
 DATABASE_URL names the server (the database itself need not exist): the benchmark
 creates a scratch database ``<name>_bench_cleanup``, migrates it, and drops it at
@@ -22,8 +23,9 @@ with ``INSERT … SELECT generate_series`` (fast, no client memory), then timed:
   sessions, every object real.
 
 The naive baseline (a loop saving one session and its file per row, then one
-storage delete and one row delete per part) runs at ``--naive`` sessions: its
-rates are per row, so they compare with the batched rates at any size.
+storage delete and one row delete per part) runs at ``--naive`` sessions on the
+filesystem and ``--naive-s3`` on S3: its rates are per row, so they compare
+with the batched rates at any size.
 
 Logging is the production configuration (LOG_FORMAT=json LOG_LEVEL=INFO), written
 to ``--log-file`` (default: discarded).
@@ -114,7 +116,10 @@ def main(args):
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit("DATABASE_URL must point at a PostgreSQL server")
     os.environ["DATABASE_URL"] = scratch_database(os.environ["DATABASE_URL"], create=True)
-    os.environ.update(DJANGO_CONFIGURATION="Dev", LOG_FORMAT="json", LOG_LEVEL="INFO")
+    # DEBUG off as in production: with it on, Django keeps every query in memory.
+    os.environ.update(
+        DJANGO_CONFIGURATION="Dev", DEBUG="false", LOG_FORMAT="json", LOG_LEVEL="INFO"
+    )
     subprocess.run(
         [sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"],
         check=True,
@@ -122,11 +127,8 @@ def main(args):
     )
     moto = None
     try:
-        naive = child(args, "naive", str(args.naive))
-        print(
-            f"naive baseline  n={args.naive:>9,}  expire {naive['expire_rate']:>9,.0f} sessions/s"
-            f"  delete {naive['parts_rate']:>9,.0f} parts/s  peak RSS {naive['rss_mb']:.0f} MiB"
-        )
+        naive = child(args, "naive", str(args.naive), "filesystem")
+        print_naive("filesystem", naive)
         results = []
         for size in args.sizes:
             result = child(args, "service", str(size), "filesystem", str(args.fs_sessions))
@@ -142,15 +144,13 @@ def main(args):
             time.sleep(2)
             os.environ.update(
                 AWS_S3_ENDPOINT_URL=f"http://127.0.0.1:{port}",
-                AWS_STORAGE_BUCKET_NAME="bench",
                 AWS_ACCESS_KEY_ID="bench",
                 AWS_SECRET_ACCESS_KEY="bench",
             )
-            report(
-                f"s3         n={args.s3:>9,}",
-                child(args, "service", str(args.s3), "s3", "0"),
-                naive,
-            )
+            naive_s3 = child(args, "naive", str(args.naive_s3), "s3")
+            print_naive("s3", naive_s3)
+            s3 = child(args, "service", str(args.s3), "s3", "0")
+            report(f"s3         n={args.s3:>9,}", s3, naive_s3)
         if len(results) >= 2:
             small, large = results[0], results[-1]
             ratio = large["rss_mb"] / small["rss_mb"]
@@ -162,6 +162,13 @@ def main(args):
         if moto:
             moto.terminate()
         scratch_database(os.environ["DATABASE_URL"].rsplit("_bench_cleanup", 1)[0], create=False)
+
+
+def print_naive(backend, naive):
+    print(
+        f"naive {backend:<10} n={naive['n']:>9,}  expire {naive['expire_rate']:>9,.0f} sessions/s"
+        f"  delete {naive['parts_rate']:>9,.0f} parts/s  peak RSS {naive['rss_mb']:.0f} MiB"
+    )
 
 
 def report(label, result, naive):
@@ -271,15 +278,13 @@ def run_service(n: int, backend: str, fs_sessions: int) -> dict:
     }
 
 
-def run_naive(n: int) -> dict:
+def run_naive(n: int, backend: str) -> dict:
     from django.utils import timezone
 
     from portal.models import UploadPart, UploadSession
     from portal.storage import build_storage
 
-    root = tempfile.mkdtemp(prefix="bench-cleanup-")
-    os.environ["PORTAL_STORAGE_ROOT"] = root
-    storage = build_storage("filesystem")
+    storage = build_storage(backend)
     seed(n)
     write_objects(storage, n)
     now = timezone.now()
@@ -309,14 +314,15 @@ def run_naive(n: int) -> dict:
 
 
 def run_child(args):
-    if args.child[0] == "service" and args.child[2] == "filesystem":
-        os.environ["PORTAL_STORAGE_ROOT"] = tempfile.mkdtemp(prefix="bench-cleanup-")
+    scenario, n, backend, *rest = args.child
+    os.environ["PORTAL_STORAGE_ROOT"] = tempfile.mkdtemp(prefix="bench-cleanup-")
+    if backend == "s3":
+        os.environ["AWS_STORAGE_BUCKET_NAME"] = f"bench-{scenario}"
     setup_django(args.log_file)
-    scenario, n, *rest = args.child
     if scenario == "naive":
-        result = run_naive(int(n))
+        result = run_naive(int(n), backend)
     else:
-        result = run_service(int(n), rest[0], int(rest[1]))
+        result = run_service(int(n), backend, int(rest[0]))
     sys.stdout.write(json.dumps(result) + "\n")
 
 
@@ -330,6 +336,7 @@ if __name__ == "__main__":
     )
     parser.add_argument("--naive", type=int, default=10_000, help="sessions of the naive loop")
     parser.add_argument("--s3", type=int, default=5_000, help="sessions on S3 (0: skip)")
+    parser.add_argument("--naive-s3", type=int, default=500, help="sessions of the naive S3 loop")
     parser.add_argument(
         "--fs-sessions",
         type=int,
