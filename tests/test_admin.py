@@ -41,7 +41,9 @@ def test_secrets_are_not_listed(admin_client):
     WebhookEndpoint.objects.create(url="https://hooks.example/x", secret="whsec_topsecret")
 
     tokens = admin_client.get(reverse("admin:portal_apitoken_changelist")).content.decode()
-    endpoints = admin_client.get(reverse("admin:portal_webhookendpoint_changelist")).content.decode()
+    endpoints = admin_client.get(
+        reverse("admin:portal_webhookendpoint_changelist")
+    ).content.decode()
 
     assert "f" * 64 not in tokens
     assert "whsec_topsecret" not in endpoints

@@ -25,7 +25,11 @@ def test_scripts_run_serves_admin_and_starts_worker_and_beat(tmp_path):
     port = free_port()
     log_path = tmp_path / "run.log"
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PORTAL_", "CELERY_"))},
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DJANGO_", "PORTAL_", "CELERY_"))
+        },
         "PORT": str(port),
         "DATABASE_URL": f"sqlite:///{tmp_path / 'portal.sqlite3'}",
         "PORTAL_STORAGE_ROOT": str(tmp_path / "storage"),
@@ -44,7 +48,9 @@ def test_scripts_run_serves_admin_and_starts_worker_and_beat(tmp_path):
         status = None
         while time.monotonic() < deadline and process.poll() is None:
             try:
-                status = requests.get(f"http://127.0.0.1:{port}/admin/login/", timeout=2).status_code
+                status = requests.get(
+                    f"http://127.0.0.1:{port}/admin/login/", timeout=2
+                ).status_code
             except requests.ConnectionError:
                 time.sleep(0.5)
                 continue
