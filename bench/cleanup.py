@@ -9,7 +9,8 @@ creates a scratch database ``<name>_bench_cleanup``, migrates it, and drops it a
 the end. Every figure is measured in a fresh process, so peak RSS values compare.
 
 For each size N: N stale ``in_progress`` sessions with 4 parts each are inserted
-with ``INSERT … SELECT generate_series`` (fast, no client memory), then timed:
+with ``INSERT … SELECT generate_series`` (fast, no client memory), with ids
+ordered by insertion as UUIDv7 ids are, then timed:
 
 - raw SQL: one UPDATE of the stale sessions plus one of their files (rolled back):
   the practical limit of expiry;
@@ -32,7 +33,6 @@ to ``--log-file`` (default: discarded).
 """
 
 import argparse
-import hashlib
 import json
 import os
 import resource
@@ -41,7 +41,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -54,19 +53,22 @@ SEED_SQL = """
 TRUNCATE portal_uploadpart, portal_uploadsession, portal_uploadfile, portal_cleanuprun;
 INSERT INTO portal_uploadfile (id, created_at, updated_at, original_filename, content_type,
     size_bytes, sha256, status, uploaded_by_id, storage_backend, storage_bucket, storage_key)
-SELECT md5('f' || i)::uuid, now(), now(), 'bench.bin', 'application/octet-stream',
+SELECT ('00000002-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, now(), now(), 'bench.bin', 'application/octet-stream',
     64, '', 'uploading', %(user)s, '', '', ''
 FROM generate_series(1, %(n)s) i;
 INSERT INTO portal_uploadsession (id, created_at, updated_at, file_id, created_by_id, status,
     chunk_size_bytes, total_size_bytes, total_parts, completed_parts, bytes_received,
     idempotency_key, last_activity_at, finished_at, failure_reason)
-SELECT md5('s' || i)::uuid, now(), now(), md5('f' || i)::uuid, %(user)s, 'in_progress',
+SELECT ('00000001-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, now(), now(),
+    ('00000002-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, %(user)s, 'in_progress',
     16, 64, 4, 4, 64, '', now() - interval '2 days', NULL, ''
 FROM generate_series(1, %(n)s) i;
 INSERT INTO portal_uploadpart (id, created_at, updated_at, session_id, part_number,
     size_bytes, sha256, temp_storage_key, cleanup_claimed_until)
-SELECT md5('p' || i || '-' || p)::uuid, now(), now(), md5('s' || i)::uuid, p, 16, '',
-    'tmp/' || md5('s' || i)::uuid || '/' || lpad(p::text, 6, '0') || '-bench.part', NULL
+SELECT ('00000003-0000-7000-8000-' || lpad(to_hex(i * 4 + p), 12, '0'))::uuid, now(), now(),
+    ('00000001-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, p, 16, '',
+    'tmp/00000001-0000-7000-8000-' || lpad(to_hex(i), 12, '0') || '/'
+        || lpad(p::text, 6, '0') || '-bench.part', NULL
 FROM generate_series(1, %(n)s) i, generate_series(1, 4) p;
 """
 RAW_EXPIRY_SQL = """
@@ -80,8 +82,7 @@ WHERE status IN ('init', 'in_progress') AND last_activity_at < now() - interval 
 
 
 def part_key(i: int, part: int) -> str:
-    session_id = uuid.UUID(hashlib.md5(f"s{i}".encode()).hexdigest())
-    return f"tmp/{session_id}/{part:06d}-bench.part"
+    return f"tmp/00000001-0000-7000-8000-{i:012x}/{part:06d}-bench.part"
 
 
 # -- the parent: scratch database, child processes, one line per figure ----------------
