@@ -11,7 +11,7 @@ import pytest
 from django.test import override_settings
 
 from portal.storage import get_storage
-from tests.services import REDIS_URL, redis_available, require, uses_postgres
+from tests.environment import REDIS_URL, redis_available, require, uses_postgres
 
 S3_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",

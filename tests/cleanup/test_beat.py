@@ -16,11 +16,12 @@ from django_celery_beat.models import PeriodicTask
 from portal.models import CleanupRun, UploadPart, UploadSession
 from portal.services.tokens import create_api_token
 from tests.cleanup.helpers import database_url, temp_keys
+from tests.environment import REDIS_URL
 from tests.factories import make_user
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 CELERY = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "celery"
-BROKER_URL = os.environ.get("PORTAL_TEST_CLEANUP_BROKER_URL", "redis://127.0.0.1:6379/6")
+BROKER_URL = REDIS_URL
 SMALL_CHUNKS = {
     "PORTAL_CHUNK_SIZE": 8,
     "PORTAL_CHUNK_SIZE_MIN": 4,

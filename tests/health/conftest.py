@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import require
+from tests.environment import require
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 READY_BUDGET_SECONDS = 0.8
