@@ -126,25 +126,27 @@ class FilesystemStorage:
     # -- deleting -----------------------------------------------------------
 
     def delete_many(self, keys_to_delete: Iterable[str]) -> DeleteResult:
-        deleted, errors = [], {}
+        deleted, errors, parents = [], {}, set()
         for key in keys_to_delete:
             try:
                 path = self._path(key, self.temp_prefix)
-                path.unlink(missing_ok=True)
+                os.unlink(path)
             except InvalidStorageKey as exc:
                 errors[key] = str(exc)
                 continue
+            except FileNotFoundError:
+                pass  # already gone counts as deleted
             except OSError as exc:
                 errors[key] = exc.strerror or exc.__class__.__name__
                 continue
             deleted.append(key)
-            self._remove_empty_parent(path)
-        return DeleteResult(deleted=tuple(deleted), errors=errors)
-
-    def _remove_empty_parent(self, path: Path) -> None:
-        if path.parent != self.root / self.temp_prefix:
+            parents.add(path.parent)
+        # Once per folder, not per key: a session's parts usually go in one batch.
+        parents.discard(self.root / self.temp_prefix)
+        for parent in parents:
             with contextlib.suppress(OSError):  # not empty yet, or already gone
-                path.parent.rmdir()
+                parent.rmdir()
+        return DeleteResult(deleted=tuple(deleted), errors=errors)
 
     def delete_final(self, key):
         try:
