@@ -175,10 +175,12 @@ def cleanup_stale_sessions(*, now=None, dry_run=None, batch_size=None) -> StaleS
     if dry_run:
         return StaleSessionsResult(expired=stale.count(), dry_run=True)
     expired = 0
-    last_pk = None
     while True:
         with transaction.atomic():
-            rows = _lock_batch(stale, after=last_pk, fields=(), size=batch_size)
+            # Expired rows leave the active set, so each batch is simply the oldest idle
+            # sessions left: a range scan of the partial index of active sessions, which
+            # costs the same for the last batch as for the first.
+            rows = _lock_batch(stale, fields=(), size=batch_size, order_by="last_activity_at")
             if not rows:
                 break
             ids = [pk for (pk,) in rows]
@@ -197,7 +199,6 @@ def cleanup_stale_sessions(*, now=None, dry_run=None, batch_size=None) -> StaleS
             UploadFile.objects.filter(pk__in=expired_now.values("file_id")).update(
                 status=UploadFile.Status.FAILED, updated_at=now
             )
-        last_pk = ids[-1]
         expired += count
         log.info("session.expired", count=count, session_ids=[str(pk) for pk in ids])
     return StaleSessionsResult(expired=expired)
@@ -372,16 +373,17 @@ def _claimable_parts(finished_before, now):
     ).filter(Q(cleanup_claimed_until__isnull=True) | Q(cleanup_claimed_until__lt=now))
 
 
-def _lock_batch(queryset, *, after, fields, size) -> list[tuple]:
+def _lock_batch(queryset, *, fields, size, after=None, order_by="pk") -> list[tuple]:
     """The next rows (pk first, then ``fields``) after pk ``after``, locked for this transaction.
 
     Rows another run holds are skipped, not waited for: that run is handling them.
-    Walking the primary key keeps every batch query an index range scan.
+    Walking an index (the primary key unless ``order_by`` names another) keeps every
+    batch query a range scan.
     """
     if after is not None:
         queryset = queryset.filter(pk__gt=after)
     return list(
-        queryset.order_by("pk")
+        queryset.order_by(order_by)
         .select_for_update(skip_locked=True, of=("self",))
         .values_list("pk", *fields)[: size or conf.cleanup_batch_size()]
     )
