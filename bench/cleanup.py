@@ -36,17 +36,18 @@ import argparse
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.support import free_port, scratch_database  # noqa: E402
+
 PARTS = 4
 
 SEED_SQL = """
@@ -88,25 +89,6 @@ def part_key(i: int, part: int) -> str:
 # -- the parent: scratch database, child processes, one line per figure ----------------
 
 
-def scratch_database(url: str, *, create: bool) -> str:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = f"{parts.path.lstrip('/') or 'postgres'}_bench_cleanup"
-    maintenance = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(maintenance, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if create:
-            admin.execute(f'CREATE DATABASE "{name}"')
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def child(args, *scenario) -> dict:
     command = [sys.executable, __file__, "--child", *scenario, "--log-file", args.log_file]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -116,7 +98,9 @@ def child(args, *scenario) -> dict:
 def main(args):
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit("DATABASE_URL must point at a PostgreSQL server")
-    os.environ["DATABASE_URL"] = scratch_database(os.environ["DATABASE_URL"], create=True)
+    os.environ["DATABASE_URL"] = scratch_database(
+        os.environ["DATABASE_URL"], suffix="bench_cleanup", create=True
+    )
     # DEBUG off as in production: with it on, Django keeps every query in memory.
     os.environ.update(
         DJANGO_CONFIGURATION="Dev", DEBUG="false", LOG_FORMAT="json", LOG_LEVEL="INFO"
@@ -162,7 +146,11 @@ def main(args):
     finally:
         if moto:
             moto.terminate()
-        scratch_database(os.environ["DATABASE_URL"].rsplit("_bench_cleanup", 1)[0], create=False)
+        scratch_database(
+            os.environ["DATABASE_URL"].rsplit("_bench_cleanup", 1)[0],
+            suffix="bench_cleanup",
+            create=False,
+        )
 
 
 def print_naive(backend, naive):

@@ -24,9 +24,10 @@ import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.support import scratch_database
 
 FORK = multiprocessing.get_context("fork")
 SECRET = "whsec_YmVuY2htYXJrLXNpZ25pbmcta2V5"
@@ -50,20 +51,6 @@ def serve_receiver(port_queue):
     server.daemon_threads = True
     port_queue.put(server.server_address[1])
     server.serve_forever()
-
-
-def scratch_database(url: str, *, create: bool) -> str:
-    """Create (or drop) the scratch database beside ``url``'s; return its URL."""
-    import psycopg
-
-    parts = urlsplit(url)
-    name = f"{parts.path.lstrip('/') or 'postgres'}_bench_dispatch"
-    maintenance = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(maintenance, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if create:
-            admin.execute(f'CREATE DATABASE "{name}"')
-    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 def setup_django(database_url, receiver_url, log_file):
@@ -206,7 +193,11 @@ def main():
     receiver.start()
     receiver_url = f"http://127.0.0.1:{ports.get(timeout=10)}/"
     out = sys.stdout
-    setup_django(scratch_database(database_url, create=True), receiver_url, args.log_file)
+    setup_django(
+        scratch_database(database_url, suffix="bench_dispatch", create=True),
+        receiver_url,
+        args.log_file,
+    )
     try:
         n = args.deliveries
 
@@ -229,7 +220,7 @@ def main():
 
         connections.close_all()
         receiver.terminate()
-        scratch_database(database_url, create=False)
+        scratch_database(database_url, suffix="bench_dispatch", create=False)
 
 
 if __name__ == "__main__":

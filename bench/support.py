@@ -1,0 +1,29 @@
+"""Helpers the benchmark scripts share."""
+
+import socket
+from urllib.parse import urlsplit, urlunsplit
+
+
+def scratch_database(url: str, *, suffix: str, create: bool) -> str:
+    """Drop (and with ``create``, create anew) the database ``<url's name>_<suffix>``.
+
+    Returns its URL. The server is the one ``url`` names; the database it names
+    need not exist.
+    """
+    import psycopg
+
+    parts = urlsplit(url)
+    name = f"{parts.path.lstrip('/') or 'postgres'}_{suffix}"
+    maintenance = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(maintenance, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if create:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
