@@ -138,3 +138,23 @@ def s3_storage(s3_settings):
 def storage(request):
     """Each storage adapter in turn, installed as the portal's storage."""
     return request.getfixturevalue("fs_storage" if request.param == "filesystem" else "s3_storage")
+
+
+# -- a storage root that refuses writes, even to root -------------------------------
+
+
+@pytest.fixture
+def read_only_root(tmp_path):
+    root = tmp_path / "read-only"
+    root.mkdir()
+    if os.geteuid() != 0:
+        root.chmod(0o555)
+        yield root
+        root.chmod(0o755)
+        return
+    # Permission bits do not stop root: mount a read-only filesystem there instead.
+    mount = ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(root)]
+    mounted = subprocess.run(mount, capture_output=True).returncode == 0
+    require(mounted, "needs to mount a read-only tmpfs (root ignores permission bits)")
+    yield root
+    subprocess.run(["umount", str(root)], check=True)

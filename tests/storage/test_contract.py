@@ -351,16 +351,9 @@ def test_filesystem_check_fails_when_root_is_a_file(tmp_path):
         FilesystemStorage(root=root).check()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root bypasses directory permissions")
-def test_filesystem_check_fails_on_a_read_only_root(tmp_path):
-    root = tmp_path / "root"
-    root.mkdir()
-    root.chmod(0o555)
-    try:
-        with pytest.raises(StorageUnavailable):
-            FilesystemStorage(root=root).check()
-    finally:
-        root.chmod(0o755)
+def test_filesystem_check_fails_on_a_read_only_root(read_only_root):
+    with pytest.raises(StorageUnavailable):
+        FilesystemStorage(root=read_only_root).check()
 
 
 def test_filesystem_write_to_an_unwritable_root_raises_storage_unavailable(tmp_path):
