@@ -1,4 +1,4 @@
-from django.urls import path  # each feature adds its routes below
+from django.urls import path
 
 from portal.views import cleanup, health, uploads
 
