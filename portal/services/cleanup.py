@@ -180,10 +180,12 @@ def cleanup_stale_sessions(*, now=None, dry_run=None, batch_size=None) -> StaleS
             # Expired rows leave the active set, so each batch is simply the oldest idle
             # sessions left: a range scan of the partial index of active sessions, which
             # costs the same for the last batch as for the first.
-            rows = _lock_batch(stale, fields=(), size=batch_size, order_by="last_activity_at")
+            rows = _lock_batch(
+                stale, fields=("file_id",), size=batch_size, order_by="last_activity_at"
+            )
             if not rows:
                 break
-            ids = [pk for (pk,) in rows]
+            ids = [pk for pk, _ in rows]
             # Conditional: a session a part touched since it was read stays active.
             count = stale.filter(pk__in=ids).update(
                 status=UploadSession.Status.FAILED,
@@ -191,14 +193,11 @@ def cleanup_stale_sessions(*, now=None, dry_run=None, batch_size=None) -> StaleS
                 finished_at=now,
                 updated_at=now,
             )
-            # The files of the sessions this batch expired (looked up by session pk,
-            # which stays an index lookup however many rows the table holds).
-            expired_now = UploadSession.objects.filter(
-                pk__in=ids, status=UploadSession.Status.FAILED, finished_at=now
-            )
-            UploadFile.objects.filter(pk__in=expired_now.values("file_id")).update(
-                status=UploadFile.Status.FAILED, updated_at=now
-            )
+            files = UploadFile.objects.filter(pk__in=[file_id for _, file_id in rows])
+            if count < len(rows):
+                # Only where rows cannot be locked (SQLite) can a part have kept one alive.
+                files = files.filter(session__status=UploadSession.Status.FAILED)
+            files.update(status=UploadFile.Status.FAILED, updated_at=now)
         expired += count
         log.info("session.expired", count=count, session_ids=[str(pk) for pk in ids])
     return StaleSessionsResult(expired=expired)

@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
@@ -73,6 +74,33 @@ def test_stale_sessions_expire_across_many_batches():
 
     assert cleanup_stale_sessions(now=NOW, batch_size=3) == StaleSessionsResult(expired=7)
     assert not UploadSession.objects.active().exists()
+
+
+def test_session_a_part_revives_between_lock_and_update_keeps_itself_and_its_file():
+    # Where rows cannot be locked (SQLite), a part can land between the batch being
+    # read and the conditional UPDATE: simulated here on the same connection.
+    revived = make_session(status=Status.IN_PROGRESS, last_activity_at=NOW - 2 * TTL)
+    stale = make_session(status=Status.IN_PROGRESS, last_activity_at=NOW - 2 * TTL)
+
+    arrived = []
+
+    def part_arrives_first(execute, sql, params, many, context):
+        if not arrived and sql.startswith("UPDATE") and "uploadsession" in sql.split(" SET")[0]:
+            arrived.append(True)
+            UploadSession.objects.filter(pk=revived.pk).update(last_activity_at=NOW)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(part_arrives_first):
+        result = cleanup_stale_sessions(now=NOW)
+
+    assert result == StaleSessionsResult(expired=1)
+    revived.refresh_from_db()
+    stale.refresh_from_db()
+    assert (revived.status, revived.file.status) == (
+        Status.IN_PROGRESS,
+        UploadFile.Status.UPLOADING,
+    )
+    assert (stale.status, stale.file.status) == (Status.FAILED, UploadFile.Status.FAILED)
 
 
 def test_expiry_is_logged_per_batch_with_session_ids(log_events):
