@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -307,14 +308,18 @@ def run_naive(n: int, backend: str) -> dict:
 
 def run_child(args):
     scenario, n, backend, *rest = args.child
-    os.environ["PORTAL_STORAGE_ROOT"] = tempfile.mkdtemp(prefix="bench-cleanup-")
+    root = tempfile.mkdtemp(prefix="bench-cleanup-")
+    os.environ["PORTAL_STORAGE_ROOT"] = root
     if backend == "s3":
         os.environ["AWS_STORAGE_BUCKET_NAME"] = f"bench-{scenario}"
     setup_django(args.log_file)
-    if scenario == "naive":
-        result = run_naive(int(n), backend)
-    else:
-        result = run_service(int(n), backend, int(rest[0]))
+    try:
+        if scenario == "naive":
+            result = run_naive(int(n), backend)
+        else:
+            result = run_service(int(n), backend, int(rest[0]))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     sys.stdout.write(json.dumps(result) + "\n")
 
 
