@@ -143,39 +143,33 @@ def _record_part(session, part_number, stored: StoredObject, *, now) -> PartRece
         locked = UploadSession.objects.select_for_update().get(pk=session.pk)
         ensure_accepts_writes(locked, now=now)
         existing = UploadPart.objects.filter(session=locked, part_number=part_number).first()
-        if existing is not None:
-            if existing.sha256 != stored.sha256:
-                raise Conflict(
-                    f"Part {part_number} was already received with different content.",
-                    code="part_conflict",
-                )
-            return PartReceipt(
-                session_id=str(session.pk),
-                part_number=part_number,
-                size_bytes=existing.size_bytes,
-                sha256=existing.sha256,
-                created=False,
+        if existing is not None and existing.sha256 != stored.sha256:
+            raise Conflict(
+                f"Part {part_number} was already received with different content.",
+                code="part_conflict",
             )
-        UploadPart.objects.create(
-            session=locked,
-            part_number=part_number,
-            size_bytes=stored.size,
-            sha256=stored.sha256,
-            temp_storage_key=stored.key,
-            created_at=now,
-        )
-        UploadSession.objects.filter(pk=locked.pk).update(
-            completed_parts=F("completed_parts") + 1,
-            bytes_received=F("bytes_received") + stored.size,
-            status=UploadSession.Status.IN_PROGRESS,
-            last_activity_at=now,
-        )
+        if existing is None:
+            UploadPart.objects.create(
+                session=locked,
+                part_number=part_number,
+                size_bytes=stored.size,
+                sha256=stored.sha256,
+                temp_storage_key=stored.key,
+                created_at=now,
+            )
+            UploadSession.objects.filter(pk=locked.pk).update(
+                completed_parts=F("completed_parts") + 1,
+                bytes_received=F("bytes_received") + stored.size,
+                status=UploadSession.Status.IN_PROGRESS,
+                last_activity_at=now,
+            )
+    # An identical re-send has the same size and hash as the part already counted.
     return PartReceipt(
         session_id=str(session.pk),
         part_number=part_number,
         size_bytes=stored.size,
         sha256=stored.sha256,
-        created=True,
+        created=existing is None,
     )
 
 
