@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
+from django.conf import settings
 from django.test import override_settings
 from standardwebhooks import Webhook
 
@@ -50,18 +51,15 @@ def emit(now=NOW):
 @pytest.fixture
 def runner_at(receiver):
     """Point the runner destination at a path of the receiver: ``runner_at("/ok")``."""
-    overrides = []
+    # Enabled before a test's own @override_settings, so every layer unwinds in order:
+    # point() writes to the innermost layer, which goes away with the test.
+    with override_settings(PORTAL_RUNNER_ENDPOINT="", PORTAL_RUNNER_AUTH_SECRET=""):
 
-    def point(path, secret=WHSEC):
-        override = override_settings(
-            PORTAL_RUNNER_ENDPOINT=f"{receiver.url}{path}", PORTAL_RUNNER_AUTH_SECRET=secret
-        )
-        override.enable()
-        overrides.append(override)
+        def point(path, secret=WHSEC):
+            settings.PORTAL_RUNNER_ENDPOINT = f"{receiver.url}{path}"
+            settings.PORTAL_RUNNER_AUTH_SECRET = secret
 
-    yield point
-    for override in reversed(overrides):
-        override.disable()
+        yield point
 
 
 def runner_delivery(event):
