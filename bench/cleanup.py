@@ -205,12 +205,17 @@ def write_objects(storage, n: int) -> None:
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
         return
     storage.client.create_bucket(Bucket=storage.bucket)
-    keys = (part_key(i, part) for i in range(1, n + 1) for part in range(1, PARTS + 1))
+
+    def put(key):
+        storage.client.put_object(Bucket=storage.bucket, Key=key, Body=b"")
+
+    # A thousand sessions' keys at a time: Executor.map would queue every key at once
+    # and the seeding, not the cleanup, would set the peak RSS.
     with ThreadPoolExecutor(16) as pool:
-        for _ in pool.map(
-            lambda key: storage.client.put_object(Bucket=storage.bucket, Key=key, Body=b""), keys
-        ):
-            pass
+        for start in range(1, n + 1, 1000):
+            sessions = range(start, min(start + 1000, n + 1))
+            keys = [part_key(i, part) for i in sessions for part in range(1, PARTS + 1)]
+            list(pool.map(put, keys))
 
 
 def finish_sessions() -> None:
