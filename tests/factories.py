@@ -3,12 +3,14 @@
 import hashlib
 import io
 import itertools
+import uuid
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from portal.models import UploadFile, UploadPart, UploadSession
+from portal.models import UploadFile, UploadPart, UploadSession, new_id
+from portal.services.outbox import emit_event
 
 _seq = itertools.count(1)
 MiB = 1024 * 1024
@@ -84,4 +86,15 @@ def make_part(session, part_number, *, storage=None, body=None):
         size_bytes=len(body),
         sha256=digest,
         temp_storage_key=key,
+    )
+
+
+def emit_file_stored(**body):
+    """A ``file.stored`` event with its deliveries, as finalize would emit it."""
+    return emit_event(
+        event_type="file.stored",
+        body=body,
+        aggregate_type="file",
+        aggregate_id=new_id(),
+        idempotency_key=str(uuid.uuid4()),
     )

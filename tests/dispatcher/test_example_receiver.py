@@ -4,15 +4,14 @@ import base64
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 from django.test import override_settings
 
-from portal.models import OutboxDelivery, new_id
+from portal.models import OutboxDelivery
 from portal.services.dispatcher import dispatch_due_deliveries
-from portal.services.outbox import emit_event
+from tests.factories import emit_file_stored
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "webhook_receiver.py"
 SECRET = "whsec_" + base64.b64encode(b"example-receiver-key").decode()
@@ -32,26 +31,16 @@ def example_receiver():
     process.wait()
 
 
-def emit():
-    return emit_event(
-        event_type="file.stored",
-        body={},
-        aggregate_type="file",
-        aggregate_id=new_id(),
-        idempotency_key=str(uuid.uuid4()),
-    )
-
-
 @pytest.mark.django_db
 def test_the_example_receiver_accepts_signed_deliveries_and_refuses_forged_ones(
     example_receiver,
 ):
     url, process = example_receiver
     with override_settings(PORTAL_RUNNER_ENDPOINT=url, PORTAL_RUNNER_AUTH_SECRET=SECRET):
-        good = emit()
+        good = emit_file_stored()
         assert dispatch_due_deliveries().delivered == 1
     with override_settings(PORTAL_RUNNER_ENDPOINT=url, PORTAL_RUNNER_AUTH_SECRET="whsec_Zm9yZ2Vk"):
-        forged = emit()
+        forged = emit_file_stored()
         assert dispatch_due_deliveries().retried == 1
 
     assert OutboxDelivery.objects.get(event=good).status == "delivered"

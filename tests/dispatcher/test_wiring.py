@@ -1,7 +1,6 @@
 """The thin callers around the dispatcher: signal receiver, task, command, admin."""
 
 import json
-import uuid
 from datetime import timedelta
 from io import StringIO
 from unittest import mock
@@ -15,19 +14,9 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from boot.celery import app as celery_app
-from portal.models import OutboxDelivery, WebhookEndpoint, new_id
-from portal.services.outbox import emit_event
+from portal.models import OutboxDelivery, WebhookEndpoint
 from portal.tasks import dispatch_outbox_task
-
-
-def emit():
-    return emit_event(
-        event_type="file.stored",
-        body={},
-        aggregate_type="file",
-        aggregate_id=new_id(),
-        idempotency_key=str(uuid.uuid4()),
-    )
+from tests.factories import emit_file_stored
 
 
 @pytest.fixture
@@ -40,7 +29,7 @@ def eager_celery():
 @pytest.mark.django_db(transaction=True)
 def test_an_emitted_event_is_dispatched_once_its_transaction_commits(receiver, eager_celery):
     with override_settings(PORTAL_RUNNER_ENDPOINT=f"{receiver.url}/ok"), transaction.atomic():
-        event = emit()
+        event = emit_file_stored()
         assert receiver.requests == []  # nothing leaves before the commit
 
     assert [r.headers["webhook-id"] for r in receiver.requests] == [str(event.pk)]
@@ -54,7 +43,7 @@ def test_a_broker_outage_leaves_the_delivery_for_the_sweep(receiver):
         mock.patch.object(dispatch_outbox_task, "delay", side_effect=OperationalError("down")),
         transaction.atomic(),
     ):
-        emit()
+        emit_file_stored()
 
     assert OutboxDelivery.objects.get().status == "pending"
 
@@ -62,14 +51,14 @@ def test_a_broker_outage_leaves_the_delivery_for_the_sweep(receiver):
 @pytest.mark.django_db
 def test_the_task_returns_the_counts(receiver):
     with override_settings(PORTAL_RUNNER_ENDPOINT=f"{receiver.url}/ok"):
-        emit()
+        emit_file_stored()
         assert dispatch_outbox_task.apply().get()["delivered"] == 1
 
 
 @pytest.mark.django_db
 def test_the_command_prints_the_counts(receiver):
     with override_settings(PORTAL_RUNNER_ENDPOINT=f"{receiver.url}/error"):
-        emit()
+        emit_file_stored()
         out = StringIO()
         call_command("dispatch_outbox", "--json", stdout=out)
         call_command("dispatch_outbox", stdout=out)
@@ -95,7 +84,7 @@ def run_action(client, model, action, pks):
 @pytest.mark.django_db
 def test_admin_replays_dead_deliveries_of_selected_events(staff_client):
     with override_settings(PORTAL_RUNNER_ENDPOINT="http://runner.invalid/"):
-        event = emit()
+        event = emit_file_stored()
     OutboxDelivery.objects.update(status="failed", attempts=10)
 
     response = run_action(staff_client, "outboxevent", "replay_dead", [event.pk])
@@ -108,7 +97,7 @@ def test_admin_replays_dead_deliveries_of_selected_events(staff_client):
 @pytest.mark.django_db
 def test_admin_retries_selected_pending_deliveries_now(staff_client):
     with override_settings(PORTAL_RUNNER_ENDPOINT="http://runner.invalid/"):
-        emit(), emit()
+        emit_file_stored(), emit_file_stored()
     later = timezone.now() + timedelta(hours=1)
     OutboxDelivery.objects.update(next_attempt_at=later)
 
