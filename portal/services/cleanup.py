@@ -30,7 +30,7 @@ from itertools import islice
 
 import structlog
 from django.apps import apps
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
@@ -175,32 +175,82 @@ def cleanup_stale_sessions(*, now=None, dry_run=None, batch_size=None) -> StaleS
     if dry_run:
         return StaleSessionsResult(expired=stale.count(), dry_run=True)
     expired = 0
-    while True:
-        with transaction.atomic():
-            # Expired rows leave the active set, so each batch is simply the oldest idle
-            # sessions left: a range scan of the partial index of active sessions, which
-            # costs the same for the last batch as for the first.
-            rows = _lock_batch(
-                stale, fields=("file_id",), size=batch_size, order_by="last_activity_at"
-            )
-            if not rows:
-                break
-            ids = [pk for pk, _ in rows]
-            # Conditional: a session a part touched since it was read stays active.
-            count = stale.filter(pk__in=ids).update(
-                status=UploadSession.Status.FAILED,
-                failure_reason="expired",
-                finished_at=now,
-                updated_at=now,
-            )
-            files = UploadFile.objects.filter(pk__in=[file_id for _, file_id in rows])
-            if count < len(rows):
-                # Only where rows cannot be locked (SQLite) can a part have kept one alive.
-                files = files.filter(session__status=UploadSession.Status.FAILED)
-            files.update(status=UploadFile.Status.FAILED, updated_at=now)
-        expired += count
-        log.info("session.expired", count=count, session_ids=[str(pk) for pk in ids])
+    while rows := _expire_batch(stale, now=now, size=batch_size or conf.cleanup_batch_size()):
+        expired += len(rows)
+        log.info("session.expired", count=len(rows), session_ids=[str(pk) for pk, _ in rows])
     return StaleSessionsResult(expired=expired)
+
+
+def _expire_batch(stale, *, now, size) -> list[tuple]:
+    """Fail the ``size`` longest-idle sessions of ``stale`` with their files; their (id, file_id).
+
+    Expired rows leave the active set, so each batch is simply the oldest idle sessions
+    left: a range scan of the partial index of active sessions, which costs the same for
+    the last batch as for the first.
+    """
+    locked = stale.order_by("last_activity_at").select_for_update(skip_locked=True, of=("self",))
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            return _expire_locked_in_one_statement(locked.values("pk")[:size], now=now)
+        rows = list(locked.values_list("pk", "file_id")[:size])
+        ids = [pk for pk, _ in rows]
+        count = stale.filter(pk__in=ids).update(
+            status=UploadSession.Status.FAILED,
+            failure_reason="expired",
+            finished_at=now,
+            updated_at=now,
+        )
+        if count < len(rows):
+            # Conditional: where rows cannot be locked (SQLite), a part may have touched
+            # a session since it was read; it stays active and its file uploading.
+            rows = list(
+                UploadSession.objects.filter(
+                    pk__in=ids, status=UploadSession.Status.FAILED, finished_at=now
+                ).values_list("pk", "file_id")
+            )
+        UploadFile.objects.filter(pk__in=[file_id for _, file_id in rows]).update(
+            status=UploadFile.Status.FAILED, updated_at=now
+        )
+        return rows
+
+
+def _expire_locked_in_one_statement(locked, *, now) -> list[tuple]:
+    """PostgreSQL: expire the sessions ``locked`` selects, and fail their files, in one trip.
+
+    ``= ANY(ARRAY(…))`` keeps both updates on primary-key index lookups; a join (or
+    ``IN``) lets the planner hash the whole table on every batch. The lock is taken by
+    this statement, so a session a part touched after it was read is re-checked by
+    PostgreSQL and left alone, and one a part is touching now is skipped.
+    """
+    select_sql, params = locked.query.sql_with_params()
+    sessions = connection.ops.quote_name(UploadSession._meta.db_table)
+    files = connection.ops.quote_name(UploadFile._meta.db_table)
+    sql = f"""
+        WITH expired AS (
+            UPDATE {sessions}
+            SET status = %s, failure_reason = %s, finished_at = %s, updated_at = %s
+            WHERE id = ANY(ARRAY({select_sql}))
+            RETURNING id, file_id
+        ), failed_files AS (
+            UPDATE {files} SET status = %s, updated_at = %s
+            WHERE id = ANY(ARRAY(SELECT file_id FROM expired))
+        )
+        SELECT id, file_id FROM expired
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            (
+                UploadSession.Status.FAILED,
+                "expired",
+                now,
+                now,
+                *params,
+                UploadFile.Status.FAILED,
+                now,
+            ),
+        )
+        return cursor.fetchall()
 
 
 def cleanup_orphan_temp_parts(

@@ -76,16 +76,17 @@ def test_stale_sessions_expire_across_many_batches():
     assert not UploadSession.objects.active().exists()
 
 
-def test_session_a_part_revives_between_lock_and_update_keeps_itself_and_its_file():
-    # Where rows cannot be locked (SQLite), a part can land between the batch being
-    # read and the conditional UPDATE: simulated here on the same connection.
+def test_session_a_part_revives_before_the_expiry_update_keeps_itself_and_its_file():
+    # A part lands just before the statement that expires the batch: between the batch
+    # being read and the conditional UPDATE where rows cannot be locked (SQLite), before
+    # the one locking UPDATE on PostgreSQL. Simulated here on the same connection.
     revived = make_session(status=Status.IN_PROGRESS, last_activity_at=NOW - 2 * TTL)
     stale = make_session(status=Status.IN_PROGRESS, last_activity_at=NOW - 2 * TTL)
 
     arrived = []
 
     def part_arrives_first(execute, sql, params, many, context):
-        if not arrived and sql.startswith("UPDATE") and "uploadsession" in sql.split(" SET")[0]:
+        if not arrived and "UPDATE" in sql and "uploadsession" in sql.split(" SET")[0]:
             arrived.append(True)
             UploadSession.objects.filter(pk=revived.pk).update(last_activity_at=NOW)
         return execute(sql, params, many, context)
