@@ -8,7 +8,9 @@ class PortalConfig(AppConfig):
 
     def ready(self):
         from portal import checks  # noqa: F401 - registers the system checks
+        from portal.lookups import register_any_lookup
         from portal.receivers import kick_dispatcher
         from portal.signals import event_emitted
 
         event_emitted.connect(kick_dispatcher, dispatch_uid="portal.kick_dispatcher")
+        register_any_lookup(self.get_models())

@@ -175,82 +175,28 @@ def cleanup_stale_sessions(*, now=None, dry_run=None, batch_size=None) -> StaleS
     if dry_run:
         return StaleSessionsResult(expired=stale.count(), dry_run=True)
     expired = 0
-    while rows := _expire_batch(stale, now=now, size=batch_size or conf.cleanup_batch_size()):
-        expired += len(rows)
-        log.info("session.expired", count=len(rows), session_ids=[str(pk) for pk, _ in rows])
-    return StaleSessionsResult(expired=expired)
-
-
-def _expire_batch(stale, *, now, size) -> list[tuple]:
-    """Fail the ``size`` longest-idle sessions of ``stale`` with their files; their (id, file_id).
-
-    Expired rows leave the active set, so each batch is simply the oldest idle sessions
-    left: a range scan of the partial index of active sessions, which costs the same for
-    the last batch as for the first.
-    """
-    locked = stale.order_by("last_activity_at").select_for_update(skip_locked=True, of=("self",))
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            return _expire_locked_in_one_statement(locked.values("pk")[:size], now=now)
-        rows = list(locked.values_list("pk", "file_id")[:size])
-        ids = [pk for pk, _ in rows]
-        count = stale.filter(pk__in=ids).update(
-            status=UploadSession.Status.FAILED,
-            failure_reason="expired",
-            finished_at=now,
-            updated_at=now,
-        )
-        if count < len(rows):
-            # Conditional: where rows cannot be locked (SQLite), a part may have touched
-            # a session since it was read; it stays active and its file uploading.
-            rows = list(
-                UploadSession.objects.filter(
-                    pk__in=ids, status=UploadSession.Status.FAILED, finished_at=now
-                ).values_list("pk", "file_id")
+    while True:
+        with transaction.atomic():
+            # Expired rows leave the active set, so each batch is simply the oldest idle
+            # sessions left: a range scan of the partial index of active sessions, which
+            # costs the same for the last batch as for the first.
+            rows = _update_next_batch(
+                stale,
+                order_by="last_activity_at",
+                size=batch_size,
+                values={
+                    "status": UploadSession.Status.FAILED,
+                    "failure_reason": "expired",
+                    "finished_at": now,
+                    "updated_at": now,
+                },
+                related=("file", {"status": UploadFile.Status.FAILED, "updated_at": now}),
             )
-        UploadFile.objects.filter(pk__in=[file_id for _, file_id in rows]).update(
-            status=UploadFile.Status.FAILED, updated_at=now
-        )
-        return rows
-
-
-def _expire_locked_in_one_statement(locked, *, now) -> list[tuple]:
-    """PostgreSQL: expire the sessions ``locked`` selects, and fail their files, in one trip.
-
-    ``= ANY(ARRAY(…))`` keeps both updates on primary-key index lookups; a join (or
-    ``IN``) lets the planner hash the whole table on every batch. The lock is taken by
-    this statement, so a session a part touched after it was read is re-checked by
-    PostgreSQL and left alone, and one a part is touching now is skipped.
-    """
-    select_sql, params = locked.query.sql_with_params()
-    sessions = connection.ops.quote_name(UploadSession._meta.db_table)
-    files = connection.ops.quote_name(UploadFile._meta.db_table)
-    sql = f"""
-        WITH expired AS (
-            UPDATE {sessions}
-            SET status = %s, failure_reason = %s, finished_at = %s, updated_at = %s
-            WHERE id = ANY(ARRAY({select_sql}))
-            RETURNING id, file_id
-        ), failed_files AS (
-            UPDATE {files} SET status = %s, updated_at = %s
-            WHERE id = ANY(ARRAY(SELECT file_id FROM expired))
-        )
-        SELECT id, file_id FROM expired
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            (
-                UploadSession.Status.FAILED,
-                "expired",
-                now,
-                now,
-                *params,
-                UploadFile.Status.FAILED,
-                now,
-            ),
-        )
-        return cursor.fetchall()
+        if not rows:
+            break
+        expired += len(rows)
+        log.info("session.expired", count=len(rows), session_ids=[str(pk) for (pk,) in rows])
+    return StaleSessionsResult(expired=expired)
 
 
 def cleanup_orphan_temp_parts(
@@ -277,19 +223,19 @@ def cleanup_orphan_temp_parts(
         current = now + timedelta(seconds=time.monotonic() - started)
         claimable = _claimable_parts(finished_before, current)
         with transaction.atomic():
-            rows = _lock_batch(
-                claimable, after=last_pk, fields=("temp_storage_key",), size=batch_size
+            rows = _update_next_batch(
+                claimable.filter(pk__gt=last_pk) if last_pk else claimable,
+                size=batch_size,
+                values={"cleanup_claimed_until": current + PART_CLAIM_TTL},
+                returning=("temp_storage_key",),
             )
-            if not rows:
-                break
-            UploadPart.objects.filter(pk__in=[pk for pk, _ in rows]).update(
-                cleanup_claimed_until=current + PART_CLAIM_TTL
-            )
-        last_pk = rows[-1][0]
+        if not rows:
+            break
+        last_pk = max(pk for pk, _ in rows)
         result = storage.delete_many(key for _, key in rows)
         gone = set(result.deleted)
         removed, _ = UploadPart.objects.filter(
-            pk__in=[pk for pk, key in rows if key in gone]
+            pk__any=[pk for pk, key in rows if key in gone]
         ).delete()
         deleted += removed
         if removed:
@@ -297,7 +243,7 @@ def cleanup_orphan_temp_parts(
         if result.errors:
             # Release the claim: the next run retries these at once.
             UploadPart.objects.filter(
-                pk__in=[pk for pk, key in rows if key in result.errors]
+                pk__any=[pk for pk, key in rows if key in result.errors]
             ).update(cleanup_claimed_until=None)
             failed += len(result.errors)
             _note_failures("orphan_temp_parts", result.errors, errors)
@@ -332,10 +278,10 @@ def prune_old_failed_sessions(*, now=None, dry_run=None, batch_size=None) -> Pru
             if not rows:
                 break
             ids = [pk for pk, _ in rows]
-            _, per_model = prunable.filter(pk__in=ids).delete()
+            _, per_model = prunable.filter(pk__any=ids).delete()
             count = per_model.get(UploadSession._meta.label, 0)
             UploadFile.objects.filter(
-                pk__in=[file_id for _, file_id in rows], session__isnull=True
+                pk__any=[file_id for _, file_id in rows], session__isnull=True
             ).delete()
         last_pk = ids[-1]
         pruned += count
@@ -406,7 +352,7 @@ def prune_outbox(*, now=None, dry_run=None, batch_size=None) -> PruneResult:
             if not rows:
                 break
             ids = [pk for (pk,) in rows]
-            _, per_model = prunable.filter(pk__in=ids).delete()
+            _, per_model = prunable.filter(pk__any=ids).delete()
             count = per_model.get(OutboxEvent._meta.label, 0)
         last_pk = ids[-1]
         pruned += count
@@ -436,6 +382,77 @@ def _lock_batch(queryset, *, fields, size, after=None, order_by="pk") -> list[tu
         .select_for_update(skip_locked=True, of=("self",))
         .values_list("pk", *fields)[: size or conf.cleanup_batch_size()]
     )
+
+
+def _update_next_batch(
+    queryset, *, size, values, order_by="pk", returning=(), related=None
+) -> list[tuple]:
+    """Lock the next ``size`` rows of ``queryset`` in ``order_by`` order and set ``values``
+    on them; return each one's pk and ``returning`` fields. Call inside a transaction.
+
+    ``related`` is ``(foreign key name, values)``: those values are set as well on the
+    rows the batch points to. Rows another run holds are skipped, not waited for: that
+    run is handling them.
+
+    On PostgreSQL this is one statement, ``UPDATE … WHERE pk = ANY(ARRAY(SELECT … FOR
+    UPDATE SKIP LOCKED)) RETURNING …``, with the related update in the same statement:
+    one round trip, and primary-key lookups where a join or ``IN (SELECT …)`` lets the
+    planner hash the whole table on every batch. The statement takes the locks itself,
+    so a row changed after it was read is re-checked against ``queryset`` and left
+    alone if it no longer matches.
+    """
+    model = queryset.model
+    size = size or conf.cleanup_batch_size()
+    locked = queryset.order_by(order_by).select_for_update(skip_locked=True, of=("self",))
+    foreign_key = model._meta.get_field(related[0]) if related else None
+    if connection.vendor == "postgresql":
+        select_sql, select_params = locked.values("pk")[:size].query.sql_with_params()
+        pk = _qn(model._meta.pk.column)
+        returned = ", ".join([pk, *(_qn(model._meta.get_field(f).column) for f in returning)])
+        update_sql, params = _update_sql(model, values, f"{pk} = ANY(ARRAY({select_sql}))")
+        params += select_params
+        sql = f"{update_sql} RETURNING {returned}"
+        if foreign_key:
+            target = _qn(foreign_key.column)
+            related_sql, related_params = _update_sql(
+                foreign_key.related_model,
+                related[1],
+                f"{_qn(foreign_key.target_field.column)} = ANY(ARRAY(SELECT {target} FROM batch))",
+            )
+            sql = (
+                f"WITH batch AS ({update_sql} RETURNING {returned}, {target}),"
+                f" related AS ({related_sql}) SELECT {returned} FROM batch"
+            )
+            params += related_params
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    rows = list(locked.values_list("pk", *returning)[:size])
+    ids = [row[0] for row in rows]
+    if queryset.filter(pk__in=ids).update(**values) < len(rows):
+        # Conditional: where rows cannot be locked (SQLite), a row can change between
+        # being read and being updated; only the rows still matching were updated.
+        ids = set(model.objects.filter(pk__in=ids, **values).values_list("pk", flat=True))
+        rows = [row for row in rows if row[0] in ids]
+    if foreign_key:
+        targets = model.objects.filter(pk__in=ids).values(foreign_key.attname)
+        foreign_key.related_model.objects.filter(pk__in=targets).update(**related[1])
+    return rows
+
+
+def _update_sql(model, values: dict, where: str) -> tuple[str, list]:
+    """``UPDATE <model's table> SET <values> WHERE <where>`` and its parameters."""
+    fields = [model._meta.get_field(name) for name in values]
+    assignments = ", ".join(f"{_qn(field.column)} = %s" for field in fields)
+    params = [
+        field.get_db_prep_save(value, connection)
+        for field, value in zip(fields, values.values(), strict=True)
+    ]
+    return f"UPDATE {_qn(model._meta.db_table)} SET {assignments} WHERE {where}", params
+
+
+def _qn(name: str) -> str:
+    return connection.ops.quote_name(name)
 
 
 def _note_failures(step: str, failures: dict[str, str], errors: list[ItemError]) -> None:
