@@ -129,11 +129,14 @@ class UploadSession(TimestampedModel):
 
 
 class UploadPart(TimestampedModel):
-    session = models.ForeignKey(UploadSession, on_delete=models.CASCADE, related_name="parts")
+    # No index of its own: the (session, part_number) constraint's index starts with it.
+    session = models.ForeignKey(
+        UploadSession, on_delete=models.CASCADE, related_name="parts", db_index=False
+    )
     part_number = models.PositiveIntegerField()
     size_bytes = models.BigIntegerField()
     sha256 = models.CharField(max_length=64)
-    temp_storage_key = models.CharField(max_length=1024, unique=True)
+    temp_storage_key = models.CharField(max_length=1024)
     # Set while a cleanup run deletes the part's object, so overlapping runs skip it;
     # a claim past this time (its run died) may be taken again.
     cleanup_claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
@@ -143,6 +146,9 @@ class UploadPart(TimestampedModel):
             models.UniqueConstraint(
                 fields=["session", "part_number"], name="portal_part_number_uniq"
             ),
+            # A constraint, not unique=True: on PostgreSQL that would add a second,
+            # LIKE-only index that every upload and cleanup write would pay for.
+            models.UniqueConstraint(fields=["temp_storage_key"], name="portal_part_temp_key_uniq"),
         ]
 
     def __str__(self):
