@@ -69,8 +69,8 @@ INSERT INTO portal_uploadpart (id, created_at, updated_at, session_id, part_numb
     size_bytes, sha256, temp_storage_key, cleanup_claimed_until)
 SELECT ('00000003-0000-7000-8000-' || lpad(to_hex(i * 4 + p), 12, '0'))::uuid, now(), now(),
     ('00000001-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, p, 16, '',
-    'tmp/00000001-0000-7000-8000-' || lpad(to_hex(i), 12, '0') || '/'
-        || lpad(p::text, 6, '0') || '-bench.part', NULL
+    'tmp/' || right(lpad(to_hex(i), 12, '0'), 2) || '/00000001-0000-7000-8000-'
+        || lpad(to_hex(i), 12, '0') || '-' || lpad(p::text, 6, '0') || '-bench.part', NULL
 FROM generate_series(1, %(n)s) i, generate_series(1, 4) p;
 """
 RAW_EXPIRY_SQL = """
@@ -84,7 +84,8 @@ WHERE status IN ('init', 'in_progress') AND last_activity_at < now() - interval 
 
 
 def part_key(i: int, part: int) -> str:
-    return f"tmp/00000001-0000-7000-8000-{i:012x}/{part:06d}-bench.part"
+    """The key SEED_SQL gives part ``part`` of session ``i`` (the layout of keys.temp_part_key)."""
+    return f"tmp/{i % 256:02x}/00000001-0000-7000-8000-{i:012x}-{part:06d}-bench.part"
 
 
 # -- the parent: scratch database, child processes, one line per figure ----------------
@@ -197,12 +198,11 @@ def seed(n: int) -> None:
 def write_objects(storage, n: int) -> None:
     """Create the objects of the first ``n`` sessions' parts."""
     if storage.backend == "filesystem":
+        for shard in range(256):
+            (storage.root / f"tmp/{shard:02x}").mkdir(parents=True, exist_ok=True)
         for i in range(1, n + 1):
             for part in range(1, PARTS + 1):
-                path = storage.root / part_key(i, part)
-                if part == 1:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
+                os.close(os.open(storage.root / part_key(i, part), os.O_CREAT | os.O_WRONLY, 0o644))
         return
     storage.client.create_bucket(Bucket=storage.bucket)
 

@@ -115,7 +115,10 @@ class FilesystemStorage:
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(Path(entry.path))
                         continue
-                    stat = entry.stat(follow_symlinks=False)
+                    try:
+                        stat = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue  # deleted since the folder was read, e.g. by another run
                     if stat.st_mtime < cutoff:
                         yield StoredObject(
                             key=self._key(Path(entry.path)),
@@ -126,11 +129,11 @@ class FilesystemStorage:
     # -- deleting -----------------------------------------------------------
 
     def delete_many(self, keys_to_delete: Iterable[str]) -> DeleteResult:
-        deleted, errors, parents = [], {}, set()
+        deleted, errors = [], {}
         for key in keys_to_delete:
             try:
-                path = self._path(key, self.temp_prefix)
-                os.unlink(path)
+                # A string path, not a Path: this loop runs once per part in cleanup.
+                os.unlink(os.path.join(self.root, keys.validate_key(key, self.temp_prefix)))
             except InvalidStorageKey as exc:
                 errors[key] = str(exc)
                 continue
@@ -140,12 +143,6 @@ class FilesystemStorage:
                 errors[key] = exc.strerror or exc.__class__.__name__
                 continue
             deleted.append(key)
-            parents.add(path.parent)
-        # Once per folder, not per key: a session's parts usually go in one batch.
-        parents.discard(self.root / self.temp_prefix)
-        for parent in parents:
-            with contextlib.suppress(OSError):  # not empty yet, or already gone
-                parent.rmdir()
         return DeleteResult(deleted=tuple(deleted), errors=errors)
 
     def delete_final(self, key):

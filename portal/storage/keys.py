@@ -17,9 +17,16 @@ def normalise_prefix(prefix: str) -> str:
 
 
 def temp_part_key(temp_prefix: str, session_id, part_number: int) -> str:
-    # A fresh suffix per write: a concurrent or conflicting re-send of the same part
-    # never overwrites the object the database already points at.
-    return f"{temp_prefix}{session_id}/{int(part_number):06d}-{uuid.uuid4().hex}.part"
+    """``<prefix><shard>/<session id>-<part number>-<random>.part``.
+
+    The shard is the session id's last two hex digits (random in a UUIDv7): parts spread
+    over at most 256 folders (S3: prefixes) that are never removed, instead of one
+    folder per session that cleanup would have to remove with its last part. A fresh
+    suffix per write: a concurrent or conflicting re-send of the same part never
+    overwrites the object the database already points at.
+    """
+    session = str(session_id)
+    return f"{temp_prefix}{session[-2:]}/{session}-{int(part_number):06d}-{uuid.uuid4().hex}.part"
 
 
 def final_key(final_prefix: str, file_id, filename: str) -> str:

@@ -252,6 +252,27 @@ def test_listing_by_age(storage):
     assert list(storage.iter_temp_objects(older_than=now - timedelta(hours=3))) == []
 
 
+def test_objects_deleted_while_listing_are_skipped_not_an_error(storage):
+    # Another cleanup run deletes parts from the folder (prefix) being listed.
+    session_id = uuid.uuid4()
+    parts = [write(storage, b"x", part_number=n, session_id=session_id).key for n in (1, 2, 3)]
+    listing = storage.iter_temp_objects(older_than=NOW + timedelta(days=3650))
+
+    first = next(listing).key
+    storage.delete_many(key for key in parts if key != first)
+
+    assert {first, *(obj.key for obj in listing)} <= set(parts)
+
+
+def test_parts_share_a_shard_folder_named_by_the_session_id(storage):
+    session_id = uuid.uuid4()
+
+    key = write(storage, b"x", part_number=7, session_id=session_id).key
+
+    assert key.startswith(f"tmp/{str(session_id)[-2:]}/{session_id}-000007-")
+    assert key.endswith(".part")
+
+
 def test_listing_ignores_final_objects(storage):
     part = write(storage, b"abc")
     storage.assemble_final(uuid.uuid4(), "a.bin", [part.key])
