@@ -21,8 +21,10 @@ How the steps stay safe:
 - Memory stays bounded: only one batch of ids or keys is held at a time.
 """
 
+import contextvars
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -217,37 +219,56 @@ def cleanup_orphan_temp_parts(
     started = time.monotonic()
     deleted = failed = 0
     errors = []
-    last_pk = None
-    while True:
+
+    def claim_next_batch(after=None):
         # The run's clock moves on, so claims stay meaningful during long runs.
         current = now + timedelta(seconds=time.monotonic() - started)
         claimable = _claimable_parts(finished_before, current)
         with transaction.atomic():
-            rows = _update_next_batch(
-                claimable.filter(pk__gt=last_pk) if last_pk else claimable,
+            return _update_next_batch(
+                claimable.filter(pk__gt=after) if after else claimable,
                 size=batch_size,
                 values={"cleanup_claimed_until": current + PART_CLAIM_TTL},
                 returning=("temp_storage_key",),
             )
-        if not rows:
-            break
-        last_pk = max(pk for pk, _ in rows)
-        result = storage.delete_many(key for _, key in rows)
-        gone = set(result.deleted)
-        removed, _ = UploadPart.objects.filter(
-            pk__any=[pk for pk, key in rows if key in gone]
-        ).delete()
-        deleted += removed
-        if removed:
-            log.info("cleanup.item_deleted", step="orphan_temp_parts", count=removed)
-        if result.errors:
-            # Release the claim: the next run retries these at once.
-            UploadPart.objects.filter(
-                pk__any=[pk for pk, key in rows if key in result.errors]
-            ).update(cleanup_claimed_until=None)
-            failed += len(result.errors)
-            _note_failures("orphan_temp_parts", result.errors, errors)
+
+    # Storage and database work overlap: a worker thread deletes one batch's objects
+    # while this thread removes the rows of the batch before and claims the next.
+    with ThreadPoolExecutor(max_workers=1) as storage_worker:
+        rows, in_flight = claim_next_batch(), None
+        while rows or in_flight:
+            deleting = None
+            if rows:
+                keys_to_delete = [key for _, key in rows]
+                deleting = (
+                    rows,
+                    storage_worker.submit(
+                        contextvars.copy_context().run, storage.delete_many, keys_to_delete
+                    ),
+                )
+            if in_flight:
+                done, result = in_flight[0], in_flight[1].result()
+                removed = _remove_deleted_parts(done, result)
+                deleted += removed
+                if removed:
+                    log.info("cleanup.item_deleted", step="orphan_temp_parts", count=removed)
+                failed += len(result.errors)
+                _note_failures("orphan_temp_parts", result.errors, errors)
+            in_flight = deleting
+            rows = claim_next_batch(after=max(pk for pk, _ in rows)) if rows else []
     return StorageDeletionResult(deleted=deleted, failed=failed, errors=tuple(errors))
+
+
+def _remove_deleted_parts(rows, result) -> int:
+    """Delete the rows of the parts whose objects are gone; release the claim on the rest,
+    so the next run retries them at once."""
+    gone = set(result.deleted)
+    removed, _ = UploadPart.objects.filter(pk__any=[pk for pk, key in rows if key in gone]).delete()
+    if result.errors:
+        UploadPart.objects.filter(pk__any=[pk for pk, key in rows if key in result.errors]).update(
+            cleanup_claimed_until=None
+        )
+    return removed
 
 
 def prune_old_failed_sessions(*, now=None, dry_run=None, batch_size=None) -> PruneResult:

@@ -92,7 +92,11 @@ def test_killed_during_part_deletion_a_rerun_finishes_and_spares_active_sessions
         process.stdout.close()
         process.stderr.close()
     assert process.returncode == -signal.SIGKILL
-    assert UploadPart.objects.count() == 50 - 20 + 5
+    # Two batches' objects were deleted before the hang. The rows of a batch go while
+    # the next batch's objects are being deleted, so the second batch's rows may still
+    # be there; the rerun finds their objects already gone.
+    left = UploadPart.objects.count() - 5
+    assert left in (50 - 20, 50 - 10)
     assert CleanupRun.objects.get().status == "running"
 
     # The killed run's claim on its batch expires; the next run takes it up.
@@ -103,7 +107,7 @@ def test_killed_during_part_deletion_a_rerun_finishes_and_spares_active_sessions
     )
 
     assert rerun.status == "success"
-    assert rerun.counts["orphan_temp_parts"]["deleted"] == 30
+    assert rerun.counts["orphan_temp_parts"]["deleted"] == left
     assert temp_keys(storage) == active_keys
     assert set(UploadPart.objects.values_list("temp_storage_key", flat=True)) == active_keys
     live.refresh_from_db()
