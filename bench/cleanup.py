@@ -1,8 +1,8 @@
 """Cleanup throughput and memory on PostgreSQL: sessions expired/s, parts deleted/s, peak RSS.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal \
-        .venv/bin/python bench/cleanup.py --sizes 100000,1000000 --naive 10000 --s3 5000 \
-        --naive-s3 500 --fs-sessions 100000
+        .venv/bin/python bench/cleanup.py --sizes 100000,1000000 --naive 10000 --s3 100000 \
+        --naive-s3 1000
 
 DATABASE_URL names the server (the database itself need not exist): the benchmark
 creates a scratch database ``<name>_bench_cleanup``, migrates it, and drops it at
@@ -16,12 +16,9 @@ ordered by insertion as UUIDv7 ids are, then timed:
   the practical limit of expiry;
 - ``cleanup_stale_sessions``: batched, locked, conditional expiry;
 - ``cleanup_orphan_temp_parts`` over the 4·N parts once their sessions are past
-  the grace period, deleting the objects on the filesystem adapter. Creating 4
-  million files is impractical here, so only the parts of the first
-  ``--fs-sessions`` sessions have a real file; the other keys are "already gone"
-  (an unlink that finds nothing), which the step counts as deleted.
-- the same steps on the S3 adapter (moto's server in its own process) at ``--s3``
-  sessions, every object real.
+  the grace period, deleting a real (empty) file per part on the filesystem adapter;
+- the same steps on the S3 adapter at ``--s3`` sessions, every object real, on
+  moto's server in its own process (``bench/s3_server.py``, seeded in memory).
 
 The naive baseline (a loop saving one session and its file per row, then one
 storage delete and one row delete per part) runs at ``--naive`` sessions on the
@@ -41,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,31 +108,19 @@ def main(args):
         check=True,
         env={**os.environ, "LOG_LEVEL": "WARNING"},
     )
-    moto = None
     try:
         naive = child(args, "naive", str(args.naive), "filesystem")
         print_naive("filesystem", naive)
         results = []
         for size in args.sizes:
-            result = child(args, "service", str(size), "filesystem", str(args.fs_sessions))
+            result = child(args, "service", str(size), "filesystem")
             results.append(result)
             report(f"filesystem n={size:>9,}", result, naive)
         if args.s3:
-            port = free_port()
-            moto = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            time.sleep(2)
-            os.environ.update(
-                AWS_S3_ENDPOINT_URL=f"http://127.0.0.1:{port}",
-                AWS_ACCESS_KEY_ID="bench",
-                AWS_SECRET_ACCESS_KEY="bench",
-            )
+            os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
             naive_s3 = child(args, "naive", str(args.naive_s3), "s3")
             print_naive("s3", naive_s3)
-            s3 = child(args, "service", str(args.s3), "s3", "0")
+            s3 = child(args, "service", str(args.s3), "s3")
             report(f"s3         n={args.s3:>9,}", s3, naive_s3)
         if len(results) >= 2:
             small, large = results[0], results[-1]
@@ -146,8 +130,6 @@ def main(args):
                 f"{small['n']:,}: {small['rss_mb']:.0f} MiB = {ratio:.2f}x (goal < 1.5x)"
             )
     finally:
-        if moto:
-            moto.terminate()
         scratch_database(
             os.environ["DATABASE_URL"].rsplit("_bench_cleanup", 1)[0],
             suffix="bench_cleanup",
@@ -192,30 +174,23 @@ def seed(n: int) -> None:
     user, _ = get_user_model().objects.get_or_create(username="bench")
     with connection.cursor() as cursor:
         cursor.execute(SEED_SQL, {"n": n, "user": user.pk})
-        cursor.execute("VACUUM ANALYZE")
+        settle(cursor)
+
+
+def settle(cursor) -> None:
+    """Vacuum and checkpoint after setup writes, so neither lands in a timed section."""
+    cursor.execute("VACUUM ANALYZE")
+    cursor.execute("CHECKPOINT")
 
 
 def write_objects(storage, n: int) -> None:
-    """Create the objects of the first ``n`` sessions' parts."""
+    """Create the part objects of ``n`` sessions (on S3, bench/s3_server.py did)."""
     if storage.backend == "filesystem":
         for shard in range(256):
             (storage.root / f"tmp/{shard:02x}").mkdir(parents=True, exist_ok=True)
         for i in range(1, n + 1):
             for part in range(1, PARTS + 1):
                 os.close(os.open(storage.root / part_key(i, part), os.O_CREAT | os.O_WRONLY, 0o644))
-        return
-    storage.client.create_bucket(Bucket=storage.bucket)
-
-    def put(key):
-        storage.client.put_object(Bucket=storage.bucket, Key=key, Body=b"")
-
-    # A thousand sessions' keys at a time: Executor.map would queue every key at once
-    # and the seeding, not the cleanup, would set the peak RSS.
-    with ThreadPoolExecutor(16) as pool:
-        for start in range(1, n + 1, 1000):
-            sessions = range(start, min(start + 1000, n + 1))
-            keys = [part_key(i, part) for i in sessions for part in range(1, PARTS + 1)]
-            list(pool.map(put, keys))
 
 
 def finish_sessions() -> None:
@@ -227,7 +202,7 @@ def finish_sessions() -> None:
             "UPDATE portal_uploadsession SET finished_at = now() - interval '1 day'"
             " WHERE status = 'failed'"
         )
-        cursor.execute("VACUUM ANALYZE")
+        settle(cursor)
 
 
 def timed(function) -> float:
@@ -236,7 +211,7 @@ def timed(function) -> float:
     return time.perf_counter() - started
 
 
-def run_service(n: int, backend: str, fs_sessions: int) -> dict:
+def run_service(n: int, backend: str) -> dict:
     from django.db import connection, transaction
     from django.utils import timezone
 
@@ -245,7 +220,7 @@ def run_service(n: int, backend: str, fs_sessions: int) -> dict:
 
     storage = build_storage(backend)
     seed(n)
-    write_objects(storage, n if backend == "s3" else min(n, fs_sessions))
+    write_objects(storage, n)
 
     def raw_expiry():
         with transaction.atomic(), connection.cursor() as cursor:
@@ -255,7 +230,7 @@ def run_service(n: int, backend: str, fs_sessions: int) -> dict:
     raw = timed(raw_expiry)
     with connection.cursor() as cursor:
         # Clear the rolled-back versions, as autovacuum would, before timing the service.
-        cursor.execute("VACUUM ANALYZE")
+        settle(cursor)
     now = timezone.now()
     expired = []
     expire = timed(lambda: expired.append(cleanup_stale_sessions(now=now, dry_run=False)))
@@ -311,20 +286,36 @@ def run_naive(n: int, backend: str) -> dict:
     }
 
 
+def start_s3_server(bucket: str, sessions: int) -> subprocess.Popen:
+    """moto's server in its own process, its bucket seeded; this process's S3 endpoint."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "s3_server.py"), str(port), bucket, str(sessions)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    if server.stdout.readline().strip() != "ready":
+        raise SystemExit(f"bench/s3_server.py exited with {server.wait()}")
+    os.environ.update(
+        AWS_S3_ENDPOINT_URL=f"http://127.0.0.1:{port}", AWS_STORAGE_BUCKET_NAME=bucket
+    )
+    return server
+
+
 def run_child(args):
-    scenario, n, backend, *rest = args.child
+    scenario, n, backend = args.child
     root = tempfile.mkdtemp(prefix="bench-cleanup-")
     os.environ["PORTAL_STORAGE_ROOT"] = root
-    if backend == "s3":
-        os.environ["AWS_STORAGE_BUCKET_NAME"] = f"bench-{scenario}"
+    s3_server = start_s3_server(f"bench-{scenario}", int(n)) if backend == "s3" else None
     setup_django(args.log_file)
     try:
-        if scenario == "naive":
-            result = run_naive(int(n), backend)
-        else:
-            result = run_service(int(n), backend, int(rest[0]))
+        run = run_naive if scenario == "naive" else run_service
+        result = run(int(n), backend)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+        if s3_server:
+            s3_server.terminate()
     sys.stdout.write(json.dumps(result) + "\n")
 
 
@@ -337,14 +328,8 @@ if __name__ == "__main__":
         help="session counts, smallest first (default: 100000,1000000)",
     )
     parser.add_argument("--naive", type=int, default=10_000, help="sessions of the naive loop")
-    parser.add_argument("--s3", type=int, default=5_000, help="sessions on S3 (0: skip)")
-    parser.add_argument("--naive-s3", type=int, default=500, help="sessions of the naive S3 loop")
-    parser.add_argument(
-        "--fs-sessions",
-        type=int,
-        default=100_000,
-        help="sessions whose part objects really exist on the filesystem",
-    )
+    parser.add_argument("--s3", type=int, default=100_000, help="sessions on S3 (0: skip)")
+    parser.add_argument("--naive-s3", type=int, default=1_000, help="sessions of the naive S3 loop")
     parser.add_argument("--log-file", default=os.devnull)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
