@@ -1,10 +1,10 @@
 """``pk__any=ids``: a list of primary keys sent as one array parameter on PostgreSQL.
 
 Cleanup names a thousand rows per statement. ``pk__in`` renders a thousand
-placeholders that Django, psycopg and PostgreSQL each handle one by one; ``= ANY(%s)``
-sends one array and plans the same index lookups. Other databases get plain ``IN``.
-Registered on the primary key of every portal model (not on the field class, so the
-host project's models are left alone).
+placeholders that Django, psycopg and PostgreSQL each handle one by one;
+``= ANY(%s::uuid[])`` sends one array literal and plans the same index lookups.
+Other databases get plain ``IN``. Registered on the primary key of every portal
+model (not on the field class, so the host project's models are left alone).
 """
 
 from django.core.exceptions import EmptyResultSet
@@ -26,7 +26,14 @@ class AnyOf(In):
         if not values:
             raise EmptyResultSet
         lhs, lhs_params = self.process_lhs(compiler, connection)
-        return f"{lhs} = ANY(%s)", (*lhs_params, values)
+        # One text literal: psycopg would otherwise adapt (and quote) every element.
+        array = "{" + ",".join(_array_element(value) for value in values) + "}"
+        return f"{lhs} = ANY(%s::{field.db_type(connection)}[])", (*lhs_params, array)
+
+
+def _array_element(value) -> str:
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
 
 
 def register_any_lookup(models) -> None:
