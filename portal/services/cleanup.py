@@ -6,9 +6,10 @@ Each step is a plain function taking ``now=``, ``dry_run=`` and ``batch_size=``
 
 How the steps stay safe:
 
-- Work is done in batches of primary keys taken in key order, each batch locked
-  with ``SELECT … FOR UPDATE SKIP LOCKED`` in a short transaction (PostgreSQL;
-  elsewhere the lock is a no-op and the conditional writes below still hold).
+- Work is done in batches taken in index order, each batch locked with
+  ``SELECT … FOR UPDATE SKIP LOCKED`` in a short transaction (PostgreSQL, where
+  expiry and part claims lock and update a batch in one statement; elsewhere the
+  lock is a no-op and the conditional writes below still hold).
   Overlapping runs therefore take different batches, and every count is a row
   count of a write this run made, so totals over several runs are exact.
 - Expiry is a conditional UPDATE (still active, still idle), so a part that
@@ -18,7 +19,8 @@ How the steps stay safe:
   only then are the rows of the objects really gone deleted. A crash leaves
   claimed rows whose objects may or may not exist: the claim expires and a later
   run deletes them again ("already gone" counts as deleted).
-- Memory stays bounded: only one batch of ids or keys is held at a time.
+- Memory stays bounded: at most two batches of ids or keys are held at a time
+  (part deletion overlaps one batch's storage deletes with the next one's claim).
 """
 
 import contextvars
@@ -247,8 +249,8 @@ def cleanup_orphan_temp_parts(
                     ),
                 )
             if in_flight:
-                done, result = in_flight[0], in_flight[1].result()
-                removed = _remove_deleted_parts(done, result)
+                claimed, result = in_flight[0], in_flight[1].result()
+                removed = _remove_deleted_parts(claimed, result)
                 deleted += removed
                 if removed:
                     log.info("cleanup.item_deleted", step="orphan_temp_parts", count=removed)
