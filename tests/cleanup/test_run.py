@@ -2,9 +2,11 @@
 
 import io
 import json
+import threading
 from datetime import timedelta
 
 import pytest
+import structlog
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
@@ -219,6 +221,28 @@ def test_run_logs_start_batches_and_finish_with_its_run_id(fs_storage, log_event
     assert finished[0]["counts"]["total"]["deleted"] == 2
     assert isinstance(finished[0]["duration_ms"], int)
     assert {e["run_id"] for e in started + deleted + finished} == {report.run_id}
+
+
+def test_storage_log_lines_from_the_deleting_thread_carry_the_run_id(fs_storage, log_events):
+    # Part objects are deleted in a worker thread; the adapter's own log lines (the S3
+    # adapter logs refused keys) must still name the run.
+    class LoggingStorage(RefusingStorage):
+        def delete_many(self, keys):
+            structlog.get_logger("tests").info(
+                "storage.deleting", thread=threading.current_thread().name
+            )
+            return super().delete_many(keys)
+
+    now = timezone.now()
+    make_session(status=Status.COMPLETE, parts=2, storage=fs_storage, finished_at=now - 2 * GRACE)
+
+    report = run_cleanup(
+        trigger="command", now=now, storage=LoggingStorage(fs_storage, refuse=lambda key: False)
+    )
+
+    lines = [line for line in log_events("storage.deleting") if line["thread"] != "MainThread"]
+    assert lines
+    assert {line["run_id"] for line in lines} == {report.run_id}
 
 
 def test_a_run_left_running_by_a_dead_process_is_closed_as_failed(fs_storage):
