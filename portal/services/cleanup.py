@@ -426,9 +426,9 @@ def _update_next_batch(
     """
     model = queryset.model
     size = size or conf.cleanup_batch_size()
-    locked = queryset.order_by(order_by).select_for_update(skip_locked=True, of=("self",))
     foreign_key = model._meta.get_field(related[0]) if related else None
     if connection.vendor == "postgresql":
+        locked = queryset.order_by(order_by).select_for_update(skip_locked=True, of=("self",))
         select_sql, select_params = locked.values("pk")[:size].query.sql_with_params()
         pk = _qn(model._meta.pk.column)
         returned = ", ".join([pk, *(_qn(model._meta.get_field(f).column) for f in returning)])
@@ -450,7 +450,7 @@ def _update_next_batch(
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
-    rows = list(locked.values_list("pk", *returning)[:size])
+    rows = _lock_batch(queryset, fields=returning, size=size, order_by=order_by)
     ids = [row[0] for row in rows]
     if queryset.filter(pk__in=ids).update(**values) < len(rows):
         # Conditional: where rows cannot be locked (SQLite), a row can change between
