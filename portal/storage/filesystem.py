@@ -130,10 +130,11 @@ class FilesystemStorage:
 
     def delete_many(self, keys_to_delete: Iterable[str]) -> DeleteResult:
         deleted, errors = [], {}
+        # String paths, not Paths: this loop runs once per part in cleanup.
+        root = os.path.join(self.root, "")
         for key in keys_to_delete:
             try:
-                # A string path, not a Path: this loop runs once per part in cleanup.
-                os.unlink(os.path.join(self.root, keys.validate_key(key, self.temp_prefix)))
+                os.unlink(root + keys.validate_key(key, self.temp_prefix))
             except InvalidStorageKey as exc:
                 errors[key] = str(exc)
                 continue

@@ -1,6 +1,6 @@
 """Key construction and validation shared by every adapter."""
 
-import posixpath
+import re
 import uuid
 
 from django.core.exceptions import SuspiciousFileOperation
@@ -37,13 +37,19 @@ def final_key(final_prefix: str, file_id, filename: str) -> str:
     return f"{final_prefix}{file_id}/{name}"
 
 
+# Slash-separated, non-empty segments, none of them "." or "..", no backslash or NUL:
+# a key that is already its own normalised relative path.
+CLEAN_KEY = re.compile(r"(?!\.\.?(?:/|\Z))[^/\\\x00]+(?:/(?!\.\.?(?:/|\Z))[^/\\\x00]+)*")
+
+
 def validate_key(key: str, *prefixes: str) -> str:
-    """Return ``key`` if it is a clean relative key under one of ``prefixes``."""
-    if not isinstance(key, str) or not key or key.startswith("/") or "\\" in key or "\x00" in key:
+    """Return ``key`` if it is a clean relative key under one of ``prefixes``.
+
+    One compiled pattern: cleanup checks every key it deletes, millions per run.
+    """
+    if not isinstance(key, str) or not CLEAN_KEY.fullmatch(key):
         raise InvalidStorageKey(f"invalid storage key {key!r}")
-    parts = key.split("/")
-    if any(part in ("", ".", "..") for part in parts) or posixpath.normpath(key) != key:
-        raise InvalidStorageKey(f"invalid storage key {key!r}")
-    if not any(key.startswith(prefix) and len(key) > len(prefix) for prefix in prefixes):
+    # Prefixes end with "/" and a clean key does not: a match is always longer.
+    if not key.startswith(prefixes):
         raise InvalidStorageKey(f"storage key {key!r} is outside {', '.join(prefixes)}")
     return key
