@@ -27,6 +27,7 @@ import contextvars
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -226,7 +227,7 @@ def cleanup_orphan_temp_parts(
         # The run's clock moves on, so claims stay meaningful during long runs.
         current = now + timedelta(seconds=time.monotonic() - started)
         claimable = _claimable_parts(finished_before, current)
-        with transaction.atomic():
+        with _committed_asynchronously():
             return _update_next_batch(
                 claimable.filter(pk__gt=after) if after else claimable,
                 size=batch_size,
@@ -265,11 +266,12 @@ def _remove_deleted_parts(rows, result) -> int:
     """Delete the rows of the parts whose objects are gone; release the claim on the rest,
     so the next run retries them at once."""
     gone = set(result.deleted)
-    removed, _ = UploadPart.objects.filter(pk__any=[pk for pk, key in rows if key in gone]).delete()
-    if result.errors:
-        UploadPart.objects.filter(pk__any=[pk for pk, key in rows if key in result.errors]).update(
-            cleanup_claimed_until=None
-        )
+    with _committed_asynchronously():
+        deleted = UploadPart.objects.filter(pk__any=[pk for pk, key in rows if key in gone])
+        removed, _ = deleted.delete()
+        if result.errors:
+            failed = UploadPart.objects.filter(pk__any=[pk for pk, k in rows if k in result.errors])
+            failed.update(cleanup_claimed_until=None)
     return removed
 
 
@@ -381,6 +383,22 @@ def prune_outbox(*, now=None, dry_run=None, batch_size=None) -> PruneResult:
         pruned += count
         log.info("cleanup.item_deleted", step="outbox", count=count)
     return PruneResult(pruned=pruned)
+
+
+@contextmanager
+def _committed_asynchronously():
+    """A transaction whose commit does not wait for its WAL to reach disk (PostgreSQL).
+
+    Only for part claims and part row deletions: a server crash can lose the last
+    fraction of a second of them, and the next run redoes that work (a lost claim
+    was never needed; a row that comes back points at an object already gone, which
+    counts as deleted). Waiting on the flush of every batch was a tenth of the step.
+    """
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        yield
 
 
 def _claimable_parts(finished_before, now):
