@@ -10,20 +10,20 @@ the end. Every figure is measured in a fresh process, so peak RSS values compare
 
 For each size N: N stale ``in_progress`` sessions with 4 parts each are inserted
 with ``INSERT … SELECT generate_series`` (fast, no client memory), with ids
-ordered by insertion as UUIDv7 ids are, then timed:
+ordered by insertion as UUIDv7 ids are, and a real (empty) file per part is
+written on the filesystem adapter (on S3, moto's server in its own process,
+``bench/s3_server.py``, holds every object in memory). Then, on that data:
 
-- raw SQL: one UPDATE of the stale sessions plus one of their files (rolled back):
-  the practical limit of expiry;
+- the naive baseline: a loop saving one session and its file per row over the
+  first ``--naive`` sessions (``--naive-s3`` on S3), then one storage delete and
+  one row delete per part of those sessions. It runs on the same tables and
+  folders as the service, in the same process, so both rates come from the same
+  data and the same state of the machine;
+- raw SQL: one UPDATE of the remaining stale sessions plus one of their files
+  (rolled back): the practical limit of expiry;
 - ``cleanup_stale_sessions``: batched, locked, conditional expiry;
-- ``cleanup_orphan_temp_parts`` over the 4·N parts once their sessions are past
-  the grace period, deleting a real (empty) file per part on the filesystem adapter;
-- the same steps on the S3 adapter at ``--s3`` sessions, every object real, on
-  moto's server in its own process (``bench/s3_server.py``, seeded in memory).
-
-The naive baseline (a loop saving one session and its file per row, then one
-storage delete and one row delete per part) runs at ``--naive`` sessions on the
-filesystem and ``--naive-s3`` on S3: its rates are per row, so they compare
-with the batched rates at any size.
+- ``cleanup_orphan_temp_parts`` over their parts once the sessions are past
+  the grace period.
 
 Logging is the production configuration (LOG_FORMAT=json LOG_LEVEL=INFO), written
 to ``--log-file`` (default: discarded).
@@ -109,19 +109,14 @@ def main(args):
         env={**os.environ, "LOG_LEVEL": "WARNING"},
     )
     try:
-        naive = child(args, "naive", str(args.naive), "filesystem")
-        print_naive("filesystem", naive)
         results = []
         for size in args.sizes:
-            result = child(args, "service", str(size), "filesystem")
+            result = child(args, str(size), str(args.naive), "filesystem")
             results.append(result)
-            report(f"filesystem n={size:>9,}", result, naive)
+            report("filesystem", result)
         if args.s3:
             os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
-            naive_s3 = child(args, "naive", str(args.naive_s3), "s3")
-            print_naive("s3", naive_s3)
-            s3 = child(args, "service", str(args.s3), "s3")
-            report(f"s3         n={args.s3:>9,}", s3, naive_s3)
+            report("s3", child(args, str(args.s3), str(args.naive_s3), "s3"))
         if len(results) >= 2:
             small, large = results[0], results[-1]
             ratio = large["rss_mb"] / small["rss_mb"]
@@ -137,16 +132,14 @@ def main(args):
         )
 
 
-def print_naive(backend, naive):
+def report(backend, result):
+    n, naive = result["n"], result["naive"]
     print(
-        f"naive {backend:<10} n={naive['n']:>9,}  expire {naive['expire_rate']:>9,.0f} sessions/s"
-        f"  delete {naive['parts_rate']:>9,.0f} parts/s  peak RSS {naive['rss_mb']:.0f} MiB"
+        f"naive {backend:<10} n={n:>9,} ({naive['n']:,} sessions)  "
+        f"expire {naive['expire_rate']:>9,.0f} sessions/s  delete {naive['parts_rate']:>9,.0f} parts/s"
     )
-
-
-def report(label, result, naive):
     print(
-        f"{label}  expire {result['expire_rate']:>9,.0f} sessions/s "
+        f"{backend:<16} n={n:>9,}  expire {result['expire_rate']:>9,.0f} sessions/s "
         f"({result['expire_rate'] / naive['expire_rate']:.0f}x naive, "
         f"{100 * result['expire_rate'] / result['raw_rate']:.0f}% of raw SQL "
         f"{result['raw_rate']:,.0f}/s)  delete {result['parts_rate']:>9,.0f} parts/s "
@@ -211,7 +204,7 @@ def timed(function) -> float:
     return time.perf_counter() - started
 
 
-def run_service(n: int, backend: str) -> dict:
+def run_service(n: int, naive_sessions: int, backend: str) -> dict:
     from django.db import connection, transaction
     from django.utils import timezone
 
@@ -221,6 +214,8 @@ def run_service(n: int, backend: str) -> dict:
     storage = build_storage(backend)
     seed(n)
     write_objects(storage, n)
+    naive = run_naive(naive_sessions, storage)
+    n -= naive_sessions
 
     def raw_expiry():
         with transaction.atomic(), connection.cursor() as cursor:
@@ -243,7 +238,8 @@ def run_service(n: int, backend: str) -> dict:
     )
     assert expired[0].expired == n and deleted[0].deleted == n * PARTS, (expired, deleted)
     return {
-        "n": n,
+        "n": n + naive_sessions,
+        "naive": naive,
         "raw_rate": n / raw,
         "expire_rate": n / expire,
         "parts_rate": n * PARTS / parts,
@@ -251,20 +247,18 @@ def run_service(n: int, backend: str) -> dict:
     }
 
 
-def run_naive(n: int, backend: str) -> dict:
+def run_naive(n: int, storage) -> dict:
+    """Expire the first ``n`` stale sessions and delete their parts one row at a time."""
+    from django.db import connection
     from django.utils import timezone
 
     from portal.models import UploadPart, UploadSession
-    from portal.storage import build_storage
 
-    storage = build_storage(backend)
-    seed(n)
-    write_objects(storage, n)
     now = timezone.now()
 
     def expire():
         stale = UploadSession.objects.filter(status__in=UploadSession.ACTIVE_STATUSES)
-        for session in stale.select_related("file").iterator():
+        for session in stale.select_related("file").order_by("pk")[:n].iterator():
             session.status, session.failure_reason, session.finished_at = "failed", "expired", now
             session.save()
             session.file.status = "failed"
@@ -276,14 +270,10 @@ def run_naive(n: int, backend: str) -> dict:
             part.delete()
 
     expire_seconds = timed(expire)
-    finish_sessions()
     parts_seconds = timed(delete_parts)
-    return {
-        "n": n,
-        "expire_rate": n / expire_seconds,
-        "parts_rate": n * PARTS / parts_seconds,
-        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
+    with connection.cursor() as cursor:
+        settle(cursor)
+    return {"n": n, "expire_rate": n / expire_seconds, "parts_rate": n * PARTS / parts_seconds}
 
 
 def start_s3_server(bucket: str, sessions: int) -> subprocess.Popen:
@@ -304,14 +294,13 @@ def start_s3_server(bucket: str, sessions: int) -> subprocess.Popen:
 
 
 def run_child(args):
-    scenario, n, backend = args.child
+    n, naive_sessions, backend = args.child
     root = tempfile.mkdtemp(prefix="bench-cleanup-")
     os.environ["PORTAL_STORAGE_ROOT"] = root
-    s3_server = start_s3_server(f"bench-{scenario}", int(n)) if backend == "s3" else None
+    s3_server = start_s3_server("bench-cleanup", int(n)) if backend == "s3" else None
     setup_django(args.log_file)
     try:
-        run = run_naive if scenario == "naive" else run_service
-        result = run(int(n), backend)
+        result = run_service(int(n), int(naive_sessions), backend)
     finally:
         shutil.rmtree(root, ignore_errors=True)
         if s3_server:
@@ -327,9 +316,13 @@ if __name__ == "__main__":
         default=[100_000, 1_000_000],
         help="session counts, smallest first (default: 100000,1000000)",
     )
-    parser.add_argument("--naive", type=int, default=10_000, help="sessions of the naive loop")
+    parser.add_argument(
+        "--naive", type=int, default=10_000, help="sessions of each naive sample (filesystem)"
+    )
     parser.add_argument("--s3", type=int, default=100_000, help="sessions on S3 (0: skip)")
-    parser.add_argument("--naive-s3", type=int, default=1_000, help="sessions of the naive S3 loop")
+    parser.add_argument(
+        "--naive-s3", type=int, default=1_000, help="sessions of the naive S3 sample"
+    )
     parser.add_argument("--log-file", default=os.devnull)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
