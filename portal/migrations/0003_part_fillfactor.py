@@ -2,7 +2,7 @@
 
 A part row is updated once in its life, when a cleanup run claims it. With room
 left on its page that update is HOT: no new entries in the table's three indexes
-and much less WAL, which made part deletion at 1M sessions a quarter faster. The
+and less WAL, which made part deletion at 1M sessions about a fifth faster. The
 setting applies to rows written from now on; existing rows keep their pages.
 """
 

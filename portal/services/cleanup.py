@@ -270,8 +270,8 @@ def _remove_deleted_parts(rows, result) -> int:
         deleted = UploadPart.objects.filter(pk__any=[pk for pk, key in rows if key in gone])
         removed, _ = deleted.delete()
         if result.errors:
-            failed = UploadPart.objects.filter(pk__any=[pk for pk, k in rows if k in result.errors])
-            failed.update(cleanup_claimed_until=None)
+            refused = [pk for pk, key in rows if key in result.errors]
+            UploadPart.objects.filter(pk__any=refused).update(cleanup_claimed_until=None)
     return removed
 
 
