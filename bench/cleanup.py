@@ -6,7 +6,7 @@
 
 DATABASE_URL names the server (the database itself need not exist): the benchmark
 creates a scratch database ``<name>_bench_cleanup``, migrates it, and drops it at
-the end. Every figure is measured in a fresh process, so peak RSS values compare.
+the end. Each size is measured in a fresh process, so peak RSS values compare.
 
 For each size N: N stale ``in_progress`` sessions with 4 parts each are inserted
 with ``INSERT … SELECT generate_series`` (fast, no client memory), with ids

@@ -470,13 +470,13 @@ def _update_next_batch(
             return cursor.fetchall()
     rows = _lock_batch(queryset, fields=returning, size=size, order_by=order_by)
     ids = [row[0] for row in rows]
-    if queryset.filter(pk__in=ids).update(**values) < len(rows):
+    if queryset.filter(pk__any=ids).update(**values) < len(rows):
         # Conditional: where rows cannot be locked (SQLite), a row can change between
         # being read and being updated; only the rows still matching were updated.
-        ids = set(model.objects.filter(pk__in=ids, **values).values_list("pk", flat=True))
+        ids = set(model.objects.filter(pk__any=ids, **values).values_list("pk", flat=True))
         rows = [row for row in rows if row[0] in ids]
     if foreign_key:
-        targets = model.objects.filter(pk__in=ids).values(foreign_key.attname)
+        targets = model.objects.filter(pk__any=ids).values(foreign_key.attname)
         foreign_key.related_model.objects.filter(pk__in=targets).update(**related[1])
     return rows
 
