@@ -104,6 +104,8 @@ class Base(Configuration):
     PORTAL_STORAGE_ROOT = env.Value(str(VAR_DIR / "storage"))
     PORTAL_TEMP_PREFIX = env.Value("tmp/")
     PORTAL_FINAL_PREFIX = env.Value("files/")
+    PORTAL_METRICS_ENABLED = env.BooleanValue(True)
+    PORTAL_METRICS_WORKER_PORT = env.IntegerValue(9808)
 
     # -- S3, with django-storages' own names ------------------------------------
     AWS_STORAGE_BUCKET_NAME = env.Value("")

@@ -5,6 +5,7 @@ read at call time, so ``override_settings`` in tests and a host project's own
 configuration both take effect without a restart of the app.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -38,6 +39,9 @@ DEFAULTS = {
     "PORTAL_OUTBOX_READ_TIMEOUT_SECONDS": 10.0,
     "PORTAL_OUTBOX_BATCH_SIZE": 100,
     "PORTAL_OUTBOX_CLAIM_LEASE_SECONDS": 60,
+    # -- metrics (SPEC §12) --
+    "PORTAL_METRICS_ENABLED": True,
+    "PORTAL_METRICS_WORKER_PORT": 9808,
 }
 
 
@@ -155,3 +159,24 @@ def final_prefix() -> str:
 
 def s3_bucket() -> str:
     return getattr(settings, "AWS_STORAGE_BUCKET_NAME", None) or ""
+
+
+# -- metrics (SPEC §12) -------------------------------------------------------------
+
+
+def metrics_enabled() -> bool:
+    """Whether ``/metrics`` answers (and Celery workers serve their counters)."""
+    return bool(get("PORTAL_METRICS_ENABLED"))
+
+
+def metrics_worker_port() -> int:
+    """Port on which a Celery worker serves its counters; 0 turns that off."""
+    return int(get("PORTAL_METRICS_WORKER_PORT"))
+
+
+def metrics_multiprocess_dir() -> str:
+    """prometheus-client's own variable: where each process of a server writes its counters.
+
+    Read from the environment, not settings: the library reads it there when imported.
+    """
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")

@@ -6,3 +6,8 @@ from django.dispatch import Signal
 # deliveries exist. Receivers that act outside the database must defer to
 # ``transaction.on_commit``: the event does not exist for anyone else until then.
 event_emitted = Signal()
+
+# Sent by the cleanup runner with ``run`` (the finished ``CleanupRun``, saved) once a
+# run is recorded, skipped runs included. ``run.counts`` is ``{step: {name: n, ...},
+# "total": {...}}``.
+cleanup_finished = Signal()

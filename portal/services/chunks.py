@@ -24,6 +24,7 @@ from portal.exceptions import (
     TooLarge,
     UploadRejected,
 )
+from portal.metrics import counters
 from portal.models import UploadPart, UploadSession
 from portal.services.sessions import ensure_accepts_writes, get_owned_session
 from portal.storage import StorageAdapter, StoredObject, get_storage
@@ -126,6 +127,7 @@ def receive_part(
         size_bytes=stored.size,
         duplicate=not receipt.created,
     )
+    counters.part_received(receipt)
     return receipt
 
 

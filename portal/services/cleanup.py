@@ -50,6 +50,7 @@ from portal.models import (
     UploadPart,
     UploadSession,
 )
+from portal.signals import cleanup_finished
 from portal.storage import get_storage
 
 log = structlog.get_logger(__name__)
@@ -596,6 +597,7 @@ def _finish(run, now, started, results, errors, *, status=None, skipped_reason="
     run.counts = counts
     run.errors = errors[:MAX_RECORDED_ERRORS]
     run.save(update_fields=["status", "finished_at", "counts", "errors", "updated_at"])
+    cleanup_finished.send(sender=CleanupRun, run=run)
     report = CleanupReport(
         run_id=str(run.pk),
         trigger=run.trigger,

@@ -31,6 +31,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from portal import conf
+from portal.metrics import counters
 from portal.models import OutboxDelivery, WebhookEndpoint
 from portal.services.signing import webhook_headers
 
@@ -338,6 +339,7 @@ def record_outcomes(token, outcomes, unsent, *, now) -> Counter:
             )
     if counts["stale"]:
         log.warning("event.claim_expired", claim_token=str(token), results_dropped=counts["stale"])
+    counters.deliveries_recorded(counts)
     return counts
 
 

@@ -27,6 +27,7 @@ from portal.exceptions import (
     StorageError,
     UploadRejected,
 )
+from portal.metrics import counters
 from portal.models import UploadFile, UploadPart, UploadSession
 from portal.services.outbox import emit_event
 from portal.services.sessions import (
@@ -127,6 +128,7 @@ def _commit(user, session, assembled: StoredObject, *, sha256, storage, now) -> 
             file_id=str(locked.file_id),
             failure_reason=CHECKSUM_MISMATCH,
         )
+        counters.session_finished(CHECKSUM_MISMATCH)
         _delete_final(storage, assembled.key)
         raise ChecksumMismatch(
             "The assembled file does not match the sha256 sent; the session has failed.",
@@ -140,6 +142,7 @@ def _commit(user, session, assembled: StoredObject, *, sha256, storage, now) -> 
         size_bytes=assembled.size,
         storage_key=assembled.key,
     )
+    counters.session_finished("complete")
     locked.refresh_from_db()
     return locked
 

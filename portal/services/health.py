@@ -27,6 +27,7 @@ from django.db.utils import load_backend
 
 from portal import conf
 from portal.exceptions import StorageError
+from portal.metrics import counters
 from portal.storage import StorageAdapter, get_storage
 
 log = structlog.get_logger(__name__)
@@ -95,7 +96,9 @@ def check_readiness(
     wait(futures.values(), timeout=timeout)
     waited_ms = _ms_since(started)
     results = {name: _result(name, future, waited_ms) for name, future in futures.items()}
-    return ReadinessReport(**results)
+    report = ReadinessReport(**results)
+    counters.readiness_checked(report)
+    return report
 
 
 def _result(name: str, future: Future, waited_ms: float) -> CheckResult:

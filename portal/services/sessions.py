@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from portal import conf
 from portal.exceptions import Conflict, NotFound, SessionGone, TooLarge, UploadRejected
+from portal.metrics import counters
 from portal.models import UploadFile, UploadPart, UploadSession
 
 log = structlog.get_logger(__name__)
@@ -335,6 +336,7 @@ def create_session(*, user, request: SessionRequest, now=None) -> SessionStatus:
         total_size_bytes=session.total_size_bytes,
         total_parts=session.total_parts,
     )
+    counters.session_opened()
     return describe_session(session, created=True)
 
 
@@ -366,5 +368,6 @@ def abort_session(*, user, session_id, now=None) -> UploadSession:
         )
         UploadFile.objects.filter(pk=session.file_id).update(status=UploadFile.Status.FAILED)
     log.info("session.aborted", session_id=str(session.pk), file_id=str(session.file_id))
+    counters.session_finished("aborted")
     session.refresh_from_db()
     return session
