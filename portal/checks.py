@@ -167,3 +167,35 @@ def check_storage(app_configs=None, **kwargs):
                 )
             )
     return errors
+
+
+# -- metrics (SPEC §12) --------------------------------------------------------------
+
+
+@checks.register(checks.Tags.compatibility)
+def check_metrics_worker_port(app_configs=None, **kwargs):
+    port = conf.metrics_worker_port()
+    if not 0 <= port <= 65535:
+        return [
+            _error(
+                f"PORTAL_METRICS_WORKER_PORT ({port}) must be a TCP port, or 0 to serve none.",
+                "Set PORTAL_METRICS_WORKER_PORT between 0 and 65535.",
+                "portal.E040",
+            )
+        ]
+    return []
+
+
+@checks.register(checks.Tags.compatibility, deploy=True)
+def check_metrics_multiprocess(app_configs=None, **kwargs):
+    if conf.metrics_enabled() and not conf.metrics_multiprocess_dir():
+        return [
+            checks.Warning(
+                "PORTAL_METRICS_ENABLED is on but PROMETHEUS_MULTIPROC_DIR is not set: each "
+                "process would count alone, and a Celery worker serves no metrics.",
+                hint="Set PROMETHEUS_MULTIPROC_DIR to a writable directory of its own for each "
+                "server (boot/gunicorn.conf.py makes one for the web server when unset).",
+                id="portal.W020",
+            )
+        ]
+    return []

@@ -8,16 +8,20 @@ gunicorn master, one Celery worker) gets its own directory: two servers sharing 
 would empty each other's files at start.
 
 Gunicorn: ``boot/gunicorn.conf.py`` calls ``ensure_directory`` when it is read,
-``wipe_directory`` from ``on_starting`` and ``process_exited`` from ``child_exit``.
+``wipe_directory`` from ``on_starting``, ``process_exited`` from ``child_exit`` and
+``remove_private_directory`` from ``on_exit``.
 Celery: ``portal.apps`` connects the three ``on_worker_*`` receivers below.
 Nothing here is imported at module level beyond the standard library, so the
 gunicorn master can import this module before the environment is set.
 """
 
 import os
+import shutil
 import tempfile
 
 ENVIRONMENT_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+# The directory ensure_directory() created in this process, if it made one.
+_private_directory = None
 
 
 def ensure_directory() -> str:
@@ -26,12 +30,19 @@ def ensure_directory() -> str:
     Call it in the server's first process, before any worker starts: the workers
     inherit the environment variable.
     """
+    global _private_directory
     path = os.environ.get(ENVIRONMENT_VARIABLE)
     if not path:
-        path = tempfile.mkdtemp(prefix="portal-metrics-")
+        path = _private_directory = tempfile.mkdtemp(prefix="portal-metrics-")
         os.environ[ENVIRONMENT_VARIABLE] = path
     os.makedirs(path, exist_ok=True)
     return path
+
+
+def remove_private_directory() -> None:
+    """At server exit: remove the directory ``ensure_directory`` created, if it did."""
+    if _private_directory:
+        shutil.rmtree(_private_directory, ignore_errors=True)
 
 
 def wipe_directory() -> int:
