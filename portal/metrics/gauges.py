@@ -13,8 +13,8 @@ one function appended to ``SOURCES``.
 from collections.abc import Callable, Iterator
 
 import structlog
-from django.db import DatabaseError
-from django.db.models import Min
+from django.db import DatabaseError, connection
+from django.db.models import Func, IntegerField
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -26,18 +26,42 @@ from portal.services.cleanup import _next_scheduled_run
 log = structlog.get_logger(__name__)
 
 
+def scalars(**querysets) -> dict:
+    """Evaluate single-value querysets (one row, one column) in one round trip.
+
+    Each stays its own subquery, so each keeps its own index plan.
+    """
+    columns, params = [], []
+    for name, queryset in querysets.items():
+        sql, query_params = queryset.query.sql_with_params()
+        columns.append(f"({sql}) AS {connection.ops.quote_name(name)}")
+        params.extend(query_params)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(columns)}", params)
+        return dict(zip(querysets, cursor.fetchone(), strict=True))
+
+
+def count(queryset):
+    """``SELECT COUNT(*)`` of ``queryset``: answered from a partial index alone."""
+    return queryset.order_by().values(n=Func(template="COUNT(*)", output_field=IntegerField()))
+
+
 def outbox_gauges(now) -> Iterator[GaugeMetricFamily]:
-    deliveries = OutboxDelivery.objects
-    pending = deliveries.filter(status=OutboxDelivery.Status.PENDING)
+    pending = OutboxDelivery.objects.filter(status=OutboxDelivery.Status.PENDING)
+    found = scalars(
+        pending=count(pending),
+        dead=count(OutboxDelivery.objects.dead()),
+        oldest=pending.order_by("created_at").values("created_at")[:1],
+    )
     yield GaugeMetricFamily(
-        "portal_outbox_pending", "Webhook deliveries waiting to be sent.", value=pending.count()
+        "portal_outbox_pending", "Webhook deliveries waiting to be sent.", value=found["pending"]
     )
     yield GaugeMetricFamily(
         "portal_outbox_dead",
         "Webhook deliveries that ran out of attempts (replay them from the admin).",
-        value=deliveries.dead().count(),
+        value=found["dead"],
     )
-    oldest = pending.aggregate(oldest=Min("created_at"))["oldest"]
+    oldest = found["oldest"]
     yield GaugeMetricFamily(
         "portal_outbox_oldest_pending_age_seconds",
         "Age of the oldest delivery still pending; 0 when none is.",
