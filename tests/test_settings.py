@@ -45,6 +45,8 @@ OVERRIDES = {
     "PORTAL_STORAGE_ROOT": ("/srv/portal-storage", "/srv/portal-storage"),
     "PORTAL_TEMP_PREFIX": ("parts/", "parts/"),
     "PORTAL_FINAL_PREFIX": ("done/", "done/"),
+    "PORTAL_METRICS_ENABLED": ("false", False),
+    "PORTAL_METRICS_WORKER_PORT": ("9100", 9100),
     "AWS_STORAGE_BUCKET_NAME": ("uploads-bucket", "uploads-bucket"),
     "AWS_S3_ENDPOINT_URL": ("http://minio.test:9000", "http://minio.test:9000"),
     "AWS_S3_REGION_NAME": ("eu-west-3", "eu-west-3"),
