@@ -13,8 +13,9 @@ Then serves the portal with the production server config (``gunicorn -c
 boot/gunicorn.conf.py``, one sync worker, Production settings: JSON logs at INFO,
 persistent connections) and prints one line per figure:
 
-- ``/metrics`` p50/p99 (goal: p99 < 50 ms), every scrape running the database
-  gauges and merging the multiprocess files;
+- ``/metrics`` p99 on the empty database first (the baseline), then p50/p99 on
+  the seeded one (goal: p99 < 50 ms) and their ratio; every scrape runs the
+  database gauges and merges the multiprocess files;
 - ``/health`` p99 with ``PORTAL_METRICS_ENABLED`` on and off, measured in
   alternating rounds on two servers, and their ratio (goal: within 10 %);
 - the worker's RSS before and after the ``/metrics`` rounds (memory flat).
@@ -60,13 +61,17 @@ def main() -> None:
                 env=env,
                 check=True,
             )
+            with serve({**env, "PORTAL_METRICS_ENABLED": "true"}, Path(scratch)) as server:
+                warm_up(server.port, "/metrics", {})
+                empty = measure(server.port, "/metrics", {}, seconds=args.seconds, clients=1)[0]
+            report(f"/metrics p99 empty database {percentile(empty, 99):.2f} ms (baseline)")
             started = time.monotonic()
             seed(database, sessions=args.sessions, deliveries=args.deliveries, runs=args.runs)
             report(
                 f"seeded {args.sessions} sessions, {args.deliveries} deliveries, {args.runs} runs"
                 f" in {time.monotonic() - started:.0f} s"
             )
-            run_rounds(env, Path(scratch), seconds=args.seconds)
+            run_rounds(env, Path(scratch), seconds=args.seconds, empty=empty)
     finally:
         scratch_database(url, suffix="bench_metrics", create=False)
 
@@ -158,7 +163,7 @@ def seed(database: str, **sizes) -> None:
         connection.execute("VACUUM ANALYZE")
 
 
-def run_rounds(env: dict, scratch: Path, *, seconds: float) -> None:
+def run_rounds(env: dict, scratch: Path, *, seconds: float, empty: list[float]) -> None:
     health = {True: [], False: []}
     metrics = []
     rss = []
@@ -177,6 +182,7 @@ def run_rounds(env: dict, scratch: Path, *, seconds: float) -> None:
     report(f"/metrics scrapes {len(metrics)}")
     report(f"/metrics p50 {percentile(metrics, 50):.2f} ms")
     report(f"/metrics p99 {percentile(metrics, 99):.2f} ms (goal < 50 ms)")
+    report(f"/metrics p99 seeded/empty ratio {percentile(metrics, 99) / percentile(empty, 99):.2f}")
     off, on = percentile(health[False], 99), percentile(health[True], 99)
     report(f"/health p99 metrics off {off:.2f} ms (baseline)")
     report(f"/health p99 metrics on {on:.2f} ms")
