@@ -7,7 +7,6 @@ from django.dispatch import Signal
 # ``transaction.on_commit``: the event does not exist for anyone else until then.
 event_emitted = Signal()
 
-# Sent by the cleanup runner with ``run`` (the finished ``CleanupRun``, saved) once a
-# run is recorded, skipped runs included. ``run.counts`` is ``{step: {name: n, ...},
-# "total": {...}}``.
+# Sent by the cleanup runner with ``run`` (the finished or skipped CleanupRun) after
+# it is saved; metrics and other observers connect here.
 cleanup_finished = Signal()

@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from portal import conf
 from portal.models import CleanupRun, OutboxDelivery
-from portal.services.cleanup import _next_scheduled_run
+from portal.selectors.cleanup import _next_scheduled_run
 
 log = structlog.get_logger(__name__)
 

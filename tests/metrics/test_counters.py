@@ -7,7 +7,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from portal.models import CleanupRun, UploadSession
-from portal.services.cleanup import run_cleanup
+from portal.services.cleanup_runner import run_cleanup
 from portal.services.dispatcher import dispatch_due_deliveries
 from portal.services.tokens import create_api_token
 from portal.signals import cleanup_finished

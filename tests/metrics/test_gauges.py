@@ -12,7 +12,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from portal.metrics.gauges import cleanup_gauges, outbox_gauges
 from portal.models import CleanupRun, OutboxDelivery, OutboxEvent
-from portal.services.cleanup import CLEANUP_TASK_NAME
+from portal.selectors.cleanup import CLEANUP_TASK_NAME
 
 pytestmark = pytest.mark.django_db
 
