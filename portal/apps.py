@@ -19,8 +19,9 @@ class PortalConfig(AppConfig):
         register_any_lookup(self.get_models())
         # -- metrics (SPEC §12) --
         cleanup_finished.connect(counters.cleanup_finished, dispatch_uid="portal.metrics.cleanup")
-        celery_signals.worker_init.connect(process.on_worker_init, weak=False)
-        celery_signals.worker_process_shutdown.connect(
-            process.on_worker_process_shutdown, weak=False
-        )
-        celery_signals.worker_ready.connect(process.on_worker_ready, weak=False)
+        for signal, receiver in (
+            (celery_signals.worker_init, process.on_worker_init),
+            (celery_signals.worker_process_shutdown, process.on_worker_process_shutdown),
+            (celery_signals.worker_ready, process.on_worker_ready),
+        ):
+            signal.connect(receiver, weak=False, dispatch_uid=f"portal.metrics.{receiver.__name__}")

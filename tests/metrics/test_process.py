@@ -17,6 +17,9 @@ ENV = process.ENVIRONMENT_VARIABLE
 def unset(monkeypatch):
     monkeypatch.delenv(ENV, raising=False)
     monkeypatch.setattr(process, "_private_directory", None)
+    yield
+    # ensure_directory() sets the variable itself: no later subprocess may inherit it.
+    os.environ.pop(ENV, None)
 
 
 def test_a_server_without_a_directory_gets_a_private_one_removed_at_exit(unset):
