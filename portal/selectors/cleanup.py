@@ -113,10 +113,13 @@ def _cleanup_schedule():
 
 
 def _schedule_created_at(task) -> datetime:
-    """When the schedule came into force. PeriodicTask records no creation time: a
-    schedule that never ran was last changed when it was created (or edited since,
-    which restarts the count, as an operator editing it would expect)."""
-    return task.start_time or task.date_changed
+    """When the schedule came into force. PeriodicTask records no creation time, and beat
+    saves the row (so ``date_changed`` moves) at every send: a schedule that never ran
+    was last changed when it was created; one that ran was created one interval before
+    each of its ``total_run_count`` sends."""
+    if task.last_run_at is None:
+        return task.start_time or task.date_changed
+    return task.last_run_at - task.total_run_count * task.interval.schedule.run_every
 
 
 def _next_run(task) -> datetime:
