@@ -212,11 +212,12 @@ def sweep_orphan_storage_objects(ctx: CleanupContext) -> StepResult:
                 own[obj.key] = (part.session_id, obj.size)
         if not own:
             continue
-        active = set(
-            UploadSession.objects.active()
+        active = {
+            str(pk)
+            for pk in UploadSession.objects.active()
             .filter(pk__any=list({session_id for session_id, _ in own.values()}))
             .values_list("pk", flat=True)
-        )
+        }
         referenced = set(
             UploadPart.objects.filter(temp_storage_key__in=list(own)).values_list(
                 "temp_storage_key", flat=True

@@ -65,8 +65,8 @@ GOOD = f"tmp/0e/{SESSION}-000003-{'ab' * 16}.part"
 def test_a_key_temp_part_key_writes_parses_back_to_its_session_and_part():
     key = temp_part_key("tmp/", uuid.UUID(SESSION), 3)
 
-    assert parse_temp_part_key(key, "tmp/") == TempPartKey(uuid.UUID(SESSION), 3)
-    assert parse_temp_part_key(GOOD, "tmp/") == TempPartKey(uuid.UUID(SESSION), 3)
+    assert parse_temp_part_key(key, "tmp/") == TempPartKey(SESSION, 3)
+    assert parse_temp_part_key(GOOD, "tmp/") == TempPartKey(SESSION, 3)
 
 
 @pytest.mark.parametrize(
