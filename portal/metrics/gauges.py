@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from portal import conf
 from portal.models import CleanupRun, OutboxDelivery
-from portal.selectors.cleanup import _next_scheduled_run
+from portal.selectors.cleanup import _cleanup_schedule, _next_run
 
 log = structlog.get_logger(__name__)
 
@@ -82,7 +82,8 @@ def cleanup_gauges(now) -> Iterator[GaugeMetricFamily]:
             "When the last live cleanup run that succeeded finished (unix time).",
             value=last_success.timestamp(),
         )
-    next_run = _next_scheduled_run()
+    schedule = _cleanup_schedule()
+    next_run = _next_run(schedule) if schedule else None
     if next_run is not None:
         yield GaugeMetricFamily(
             "portal_cleanup_next_run_timestamp_seconds",
