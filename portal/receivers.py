@@ -1,10 +1,11 @@
 """Signal receivers, connected in ``PortalConfig.ready()``."""
 
-import structlog
 from django.db import transaction
 from kombu.exceptions import OperationalError
 
-log = structlog.get_logger(__name__)
+from portal.logs import get_logger
+
+log = get_logger(__name__)
 
 
 def kick_dispatcher(sender, event, **kwargs):

@@ -10,7 +10,6 @@ the object just written is deleted again, after the transaction.
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import structlog
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -24,11 +23,12 @@ from portal.exceptions import (
     TooLarge,
     UploadRejected,
 )
+from portal.logs import get_logger
 from portal.models import UploadPart, UploadSession
 from portal.services.sessions import ensure_accepts_writes, get_owned_session
 from portal.storage import StorageAdapter, StoredObject, get_storage
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)

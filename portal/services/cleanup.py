@@ -41,6 +41,7 @@ from django.utils import timezone
 
 from portal import conf
 from portal.exceptions import PortalError
+from portal.logs import get_logger
 from portal.models import (
     CleanupControl,
     CleanupRun,
@@ -52,7 +53,7 @@ from portal.models import (
 )
 from portal.storage import get_storage
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 CLEANUP_TASK_NAME = "portal.tasks.portal_cleanup_task"
 # A run records at most this many item errors; the counts stay exact.

@@ -10,15 +10,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-import structlog
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from portal import conf
 from portal.exceptions import Conflict, NotFound, SessionGone, TooLarge, UploadRejected
+from portal.logs import get_logger
 from portal.models import UploadFile, UploadPart, UploadSession
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # S3 multipart uploads hold at most 10,000 parts; the filesystem follows suit.
 MAX_PARTS = 10_000

@@ -16,6 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from portal.auth import authenticate_request
 from portal.exceptions import LengthRequired, StorageError, TooLarge, UploadRejected
+from portal.logs import get_logger
 from portal.openapi import openapi_document
 from portal.services.chunks import receive_part
 from portal.services.finalize import finalize_session, normalise_sha256
@@ -26,7 +27,7 @@ from portal.services.sessions import (
     get_session_status,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 SESSION_FIELDS = (
     "original_filename",
