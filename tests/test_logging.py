@@ -117,7 +117,11 @@ def test_portal_records_are_plain_stdlib_records_with_fields(caplog):
         get_logger("portal.test").info("part.received", part_number=2, thread="t-1")
 
     (record,) = caplog.records
-    assert (record.name, record.getMessage(), record.levelno) == ("portal.test", "part.received", 20)
+    assert (record.name, record.getMessage(), record.levelno) == (
+        "portal.test",
+        "part.received",
+        20,
+    )
     assert (record.part_number, record.request_id) == (2, "req-9")
     assert record.thread_ == "t-1"  # a LogRecord attribute's name gets an underscore
     assert record.funcName == "test_portal_records_are_plain_stdlib_records_with_fields"
