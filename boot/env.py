@@ -49,3 +49,22 @@ class SecretValue(_EnvNamed, values.SecretValue):
 
 class DatabaseURLValue(_EnvNamed, values.DatabaseURLValue):
     pass
+
+
+def values_for(defaults: dict) -> type:
+    """A settings mixin reading one variable per name of ``defaults``, typed like its default.
+
+    The app's defaults stay in the app (``portal.conf.DEFAULTS``); the project only says
+    that each of those names may come from the environment.
+    """
+
+    def value(default):
+        if isinstance(default, bool):
+            return BooleanValue(default)
+        if isinstance(default, int):
+            return IntegerValue(default)
+        if isinstance(default, float):
+            return FloatValue(default)
+        return Value(default)
+
+    return type("EnvironmentValues", (), {name: value(d) for name, d in defaults.items()})

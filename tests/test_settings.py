@@ -10,9 +10,16 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
+
+from portal.conf import DEFAULTS
+from portal.models import OutboxEvent, UploadSession
+from portal.services.cleanup import prune_old_failed_sessions, prune_outbox
+from tests.factories import make_session
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 MiB = 1024**2
@@ -45,6 +52,8 @@ OVERRIDES = {
     "PORTAL_STORAGE_ROOT": ("/srv/portal-storage", "/srv/portal-storage"),
     "PORTAL_TEMP_PREFIX": ("parts/", "parts/"),
     "PORTAL_FINAL_PREFIX": ("done/", "done/"),
+    "PORTAL_CELERY_QUEUE": ("portal", "portal"),
+    "PORTAL_OUTBOX_SWEEP_SECONDS": ("45", 45.0),
     "AWS_STORAGE_BUCKET_NAME": ("uploads-bucket", "uploads-bucket"),
     "AWS_S3_ENDPOINT_URL": ("http://minio.test:9000", "http://minio.test:9000"),
     "AWS_S3_REGION_NAME": ("eu-west-3", "eu-west-3"),
@@ -66,13 +75,15 @@ PRINT_SETTINGS = (
 )
 
 
-def manage(*args, **environ) -> subprocess.CompletedProcess:
+def manage(*args, configuration="Test", **environ) -> subprocess.CompletedProcess:
     env = {
         name: value
         for name, value in os.environ.items()
         if name not in OVERRIDES and name not in ("DATABASE_URL", "DJANGO_CONFIGURATION")
     }
-    env.update(DJANGO_SETTINGS_MODULE="boot.settings", DJANGO_CONFIGURATION="Test", **environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="boot.settings", DJANGO_CONFIGURATION=configuration, **environ
+    )
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=PROJECT_DIR,
@@ -83,8 +94,8 @@ def manage(*args, **environ) -> subprocess.CompletedProcess:
     )
 
 
-def loaded_settings(**environ) -> dict:
-    result = manage("shell", "-c", PRINT_SETTINGS, **environ)
+def loaded_settings(configuration="Test", **environ) -> dict:
+    result = manage("shell", "-c", PRINT_SETTINGS, configuration=configuration, **environ)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -124,6 +135,40 @@ def test_every_portal_setting_is_covered(defaults):
     declared = {name for name in defaults if name.startswith("PORTAL_")}
 
     assert declared == {name for name in OVERRIDES if name.startswith("PORTAL_")}
+
+
+def test_the_project_takes_every_portal_default_from_the_app():
+    # boot/settings.py restates no value: with no variable set, Dev has the app's defaults.
+    dev = loaded_settings(configuration="Dev")
+
+    assert {name: dev[name] for name in DEFAULTS} == DEFAULTS
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("setting", "prune"),
+    [
+        ("PORTAL_FAILED_SESSION_RETENTION_DAYS", prune_old_failed_sessions),
+        ("PORTAL_OUTBOX_RETENTION_DAYS", prune_outbox),
+    ],
+)
+def test_zero_retention_keeps_everything(setting, prune, settings):
+    # 0 means "keep forever" for every retention setting, never "prune at once".
+    settings.PORTAL_CLEANUP_GRACE_MINUTES = 0
+    long_ago = timezone.now() - timedelta(days=3650)
+    make_session(status=UploadSession.Status.FAILED, finished_at=long_ago)
+    OutboxEvent.objects.create(
+        event_type="file.stored",
+        payload={},
+        aggregate_type="file",
+        aggregate_id="old",
+        idempotency_key="old",
+        created_at=long_ago,
+    )
+    setattr(settings, setting, 0)
+
+    assert prune().pruned == 0
+    assert (UploadSession.objects.count(), OutboxEvent.objects.count()) == (1, 1)
 
 
 def test_an_unparsable_value_stops_start_up_naming_the_variable():

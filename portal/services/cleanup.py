@@ -360,10 +360,14 @@ def sweep_orphan_storage_objects(
 
 def prune_outbox(*, now=None, dry_run=None, batch_size=None) -> PruneResult:
     """Delete events older than the outbox retention whose every delivery was delivered
-    before it (events that had no destination at all go too)."""
+    before it (events that had no destination at all go too).
+    ``PORTAL_OUTBOX_RETENTION_DAYS=0`` turns this off."""
     now = now or timezone.now()
     dry_run = conf.cleanup_dry_run() if dry_run is None else dry_run
-    cutoff = now - conf.outbox_retention()
+    retention = conf.outbox_retention()
+    if retention is None:
+        return PruneResult(dry_run=dry_run)
+    cutoff = now - retention
     unfinished = OutboxDelivery.objects.filter(event=OuterRef("pk")).exclude(
         status=OutboxDelivery.Status.DELIVERED, delivered_at__lt=cutoff
     )
@@ -732,7 +736,7 @@ def _next_scheduled_run() -> datetime | None:
 def effective_settings() -> dict:
     """The cleanup settings and switches in force now, for the admin (no secrets)."""
     control = CleanupControl.current()
-    retention = conf.failed_session_retention()
+    retention, outbox_retention = conf.failed_session_retention(), conf.outbox_retention()
     return {
         "PORTAL_CLEANUP_ENABLED": conf.cleanup_enabled(),
         "PORTAL_CLEANUP_DRY_RUN": conf.cleanup_dry_run(),
@@ -743,7 +747,7 @@ def effective_settings() -> dict:
         "PORTAL_CLEANUP_GRACE_MINUTES": conf.cleanup_grace().total_seconds() / 60,
         "PORTAL_CLEANUP_BATCH_SIZE": conf.cleanup_batch_size(),
         "PORTAL_FAILED_SESSION_RETENTION_DAYS": retention.days if retention else 0,
-        "PORTAL_OUTBOX_RETENTION_DAYS": conf.outbox_retention().days,
+        "PORTAL_OUTBOX_RETENTION_DAYS": outbox_retention.days if outbox_retention else 0,
         "PORTAL_STORAGE_BACKEND": conf.storage_backend(),
         "PORTAL_TEMP_PREFIX": conf.temp_prefix(),
     }
