@@ -83,6 +83,7 @@ POSITIVE_SETTINGS = {
     "PORTAL_FAILED_SESSION_RETENTION_DAYS": (0, "portal.E008"),
     "PORTAL_OUTBOX_RETENTION_DAYS": (0, "portal.E008"),
     "PORTAL_READY_TIMEOUT_SECONDS": (0.05, "portal.E008"),
+    "PORTAL_OUTBOX_SWEEP_SECONDS": (1, "portal.E030"),
 }
 
 
@@ -167,3 +168,35 @@ def check_storage(app_configs=None, **kwargs):
                 )
             )
     return errors
+
+
+@checks.register(checks.Tags.compatibility)
+def check_celery_wiring(app_configs=None, **kwargs):
+    """The host runs portal tasks: a Celery app to send them with, beat's tables for the schedule."""
+    from django.apps import apps
+
+    from portal.tasks import celery_app_configured
+
+    warnings = []
+    if not celery_app_configured():
+        warnings.append(
+            checks.Warning(
+                "No Celery app is configured: the portal sends no task (the dispatch kick is "
+                "skipped, the admin cannot queue cleanup) instead of publishing to Celery's "
+                "default broker.",
+                hint="Create a Celery app in your project and import it from the package "
+                "that holds settings (Celery's 'First steps with Django').",
+                id="portal.W010",
+            )
+        )
+    if not apps.is_installed("django_celery_beat"):
+        warnings.append(
+            checks.Warning(
+                "django_celery_beat is not in INSTALLED_APPS: the portal's periodic tasks "
+                "(cleanup, outbox sweep) are not scheduled.",
+                hint='Add "django_celery_beat" to INSTALLED_APPS and run beat with '
+                "--scheduler django_celery_beat.schedulers:DatabaseScheduler.",
+                id="portal.W011",
+            )
+        )
+    return warnings

@@ -34,12 +34,11 @@ from functools import partial
 from itertools import islice
 
 import structlog
-from django.apps import apps
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from portal import conf
+from portal import conf, schedule
 from portal.exceptions import PortalError
 from portal.logs import get_logger
 from portal.models import (
@@ -55,7 +54,6 @@ from portal.storage import get_storage
 
 log = get_logger(__name__)
 
-CLEANUP_TASK_NAME = "portal.tasks.portal_cleanup_task"
 # A run records at most this many item errors; the counts stay exact.
 MAX_RECORDED_ERRORS = 50
 # How long a claim on a part protects it from other runs: far longer than one
@@ -674,7 +672,7 @@ class CleanupHealth:
 def cleanup_health(*, now=None) -> CleanupHealth:
     """Healthy when a run succeeded within the last three cleanup intervals."""
     now = now or timezone.now()
-    interval = conf.cleanup_interval()
+    interval = schedule.interval(schedule.CLEANUP)
     last = CleanupRun.objects.order_by("-started_at").first()
     last_success_at = (
         CleanupRun.objects.filter(status=CleanupRun.Status.SUCCESS)
@@ -693,7 +691,7 @@ def cleanup_health(*, now=None) -> CleanupHealth:
         ),
         last_run=_run_summary(last) if last else None,
         last_success_at=last_success_at,
-        next_run_at=_next_scheduled_run(),
+        next_run_at=schedule.next_run(schedule.CLEANUP),
         deleted_24h=totals["deleted"],
         failed_24h=totals["failed"],
         expired_24h=totals["expired"],
@@ -715,24 +713,6 @@ def _run_summary(run: CleanupRun) -> dict:
     }
 
 
-def _next_scheduled_run() -> datetime | None:
-    """When beat next sends the cleanup task, from django-celery-beat's table (interval only)."""
-    if not apps.is_installed("django_celery_beat"):
-        return None
-    from django_celery_beat.models import PeriodicTask
-
-    task = (
-        PeriodicTask.objects.filter(task=CLEANUP_TASK_NAME, enabled=True, interval__isnull=False)
-        .select_related("interval")
-        .order_by("-last_run_at")
-        .first()
-    )
-    if task is None:
-        return None
-    since = task.last_run_at or task.start_time or task.date_changed
-    return since + task.interval.schedule.run_every
-
-
 def effective_settings() -> dict:
     """The cleanup settings and switches in force now, for the admin (no secrets)."""
     control = CleanupControl.current()
@@ -742,7 +722,7 @@ def effective_settings() -> dict:
         "PORTAL_CLEANUP_DRY_RUN": conf.cleanup_dry_run(),
         "paused (admin switch)": control.paused,
         "force dry run (admin switch)": control.force_dry_run,
-        "PORTAL_CLEANUP_INTERVAL_MINUTES": conf.cleanup_interval().total_seconds() / 60,
+        "PORTAL_CLEANUP_INTERVAL_MINUTES": schedule.interval(schedule.CLEANUP).total_seconds() / 60,
         "PORTAL_SESSION_TTL_HOURS": conf.session_ttl().total_seconds() / 3600,
         "PORTAL_CLEANUP_GRACE_MINUTES": conf.cleanup_grace().total_seconds() / 60,
         "PORTAL_CLEANUP_BATCH_SIZE": conf.cleanup_batch_size(),

@@ -161,11 +161,13 @@ def test_health_is_503_when_no_run_succeeded_within_three_intervals(client, fs_s
 
 def test_health_shows_the_next_run_from_the_beat_schedule(client, fs_storage):
     last_run_at = timezone.now() - timedelta(minutes=4)
-    PeriodicTask.objects.create(
+    PeriodicTask.objects.update_or_create(  # the app installed it at migrate
         name="portal-cleanup",
-        task="portal.tasks.portal_cleanup_task",
-        interval=IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES),
-        last_run_at=last_run_at,
+        defaults={
+            "task": "portal.tasks.portal_cleanup_task",
+            "interval": IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES),
+            "last_run_at": last_run_at,
+        },
     )
     run_cleanup(trigger="beat")
 
