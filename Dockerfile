@@ -5,7 +5,7 @@ COPY pyproject.toml README.md ./
 COPY boot boot
 COPY portal portal
 COPY manage.py ./
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir ".[host]"
 RUN useradd --create-home portal && mkdir -p var && chown portal var
 USER portal
 EXPOSE 8000
