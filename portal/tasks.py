@@ -5,6 +5,7 @@ beat, the dispatch kick, the admin's "Run cleanup now" or ``.delay()``.
 """
 
 from celery import Task, _state, shared_task
+from django.contrib.auth import get_user_model
 
 from portal import conf
 from portal.services.cleanup import run_cleanup
@@ -31,5 +32,8 @@ def dispatch_outbox_task() -> dict:
 
 
 @shared_task(name="portal.tasks.portal_cleanup_task", base=PortalTask)
-def portal_cleanup_task() -> dict:
-    return run_cleanup(trigger="beat").as_dict()
+def portal_cleanup_task(trigger="beat", dry_run=None, user_id=None) -> dict:
+    """One cleanup run: beat sends no arguments; the admin sends its trigger, the dry-run
+    button and the operator's id (recorded on the run)."""
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id else None
+    return run_cleanup(trigger=trigger, dry_run=dry_run, user=user).as_dict()

@@ -167,7 +167,7 @@ def test_zero_retention_keeps_everything(setting, prune, settings):
     )
     setattr(settings, setting, 0)
 
-    assert prune().pruned == 0
+    assert prune().deleted == 0
     assert (UploadSession.objects.count(), OutboxEvent.objects.count()) == (1, 1)
 
 
