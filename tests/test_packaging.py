@@ -20,7 +20,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import redis
 import requests
+
+from tests.environment import REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -250,3 +253,51 @@ def test_the_cleanup_admin_page_has_its_buttons(server):
 
     assert page.status_code == 200
     assert "Run cleanup now" in page.text and "Dry run" in page.text
+
+
+CELERY_APP = """import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hostproj.settings")
+app = Celery("hostproj")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.broker_url = os.environ["HOST_BROKER_URL"]
+app.autodiscover_tasks()
+"""
+
+
+WORKER_OPTIONS = ["--pool", "solo", "--loglevel", "INFO", "--without-heartbeat", "--without-gossip"]
+
+
+@pytest.mark.redis
+def test_a_host_celery_worker_logs_portal_info_lines_as_info(host, token, tmp_path):
+    # Last in this module: the host gets the Celery app of Celery's Django guide.
+    site = host.path / "site" / "hostproj"
+    (site / "celery.py").write_text(CELERY_APP)
+    (site / "__init__.py").write_text("from .celery import app as celery_app\n")
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    host.env["HOST_BROKER_URL"] = REDIS_URL
+    assert "portal.W010" not in host.manage("check").stderr
+
+    host.manage("shell", "-c", "from portal.tasks import portal_cleanup_task as t; t.delay()")
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen(
+            [str(host.python.parent / "celery"), "-A", "hostproj", "worker", *WORKER_OPTIONS],
+            cwd=host.path / "site",
+            env=host.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        while "cleanup.finished" not in log_path.read_text():
+            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.5)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+    lines = [line for line in log_path.read_text().splitlines() if "cleanup." in line]
+    assert lines and all("INFO/" in line and "WARNING" not in line for line in lines), lines
