@@ -77,13 +77,15 @@ class Host:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     dist = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(dist), str(ROOT)],
         check=True,
         capture_output=True,
+        text=True,
         timeout=600,
     )
     (path,) = dist.glob("ingest_portal-*.whl")
+    (dist / "build.log").write_text(build.stdout + build.stderr)
     return path
 
 
@@ -121,6 +123,8 @@ def test_the_wheel_holds_the_app_alone(wheel):
         line for line in plain if re.search("configurations|gunicorn|psycopg|dj-database", line)
     ]
     assert "License-Expression: MIT" in metadata
+    # setuptools warns of deprecated metadata (project.license as a table) while building.
+    assert "deprecat" not in (wheel.parent / "build.log").read_text().lower()
 
 
 def test_host_only_packages_stay_out_of_the_host(host):
