@@ -14,6 +14,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from portal import schedule
 from portal.models import CleanupRun
 from portal.receivers import enqueue_dispatch
+from portal.selectors.cleanup import effective_settings
 from portal.tasks import dispatch_outbox_task, portal_cleanup_task
 
 pytestmark = pytest.mark.django_db
@@ -76,6 +77,7 @@ def test_health_reads_the_interval_beat_runs_not_the_setting(client):
     # 40 minutes is past three 10-minute intervals, but within three hourly ones.
     assert (body["healthy"], body["interval_minutes"]) == (True, 60)
     assert schedule.interval() == timedelta(hours=1)
+    assert effective_settings()["interval in minutes (beat schedule)"] == 60
 
 
 @override_settings(PORTAL_CLEANUP_INTERVAL_MINUTES=7)

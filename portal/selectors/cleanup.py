@@ -90,12 +90,14 @@ def effective_settings() -> dict:
     """The cleanup settings and switches in force now, for the admin (no secrets)."""
     control = CleanupControl.current()
     retention, outbox_retention = conf.failed_session_retention(), conf.outbox_retention()
+    interval = schedule.interval(schedule.CLEANUP)
     return {
         "PORTAL_CLEANUP_ENABLED": conf.cleanup_enabled(),
         "PORTAL_CLEANUP_DRY_RUN": conf.cleanup_dry_run(),
         "paused (admin switch)": control.paused,
         "force dry run (admin switch)": control.force_dry_run,
-        "PORTAL_CLEANUP_INTERVAL_MINUTES": schedule.interval(schedule.CLEANUP).total_seconds() / 60,
+        # What beat runs (portal-cleanup), which an operator may have re-timed in the admin.
+        "interval in minutes (beat schedule)": interval.total_seconds() / 60,
         "PORTAL_SESSION_TTL_HOURS": conf.session_ttl().total_seconds() / 3600,
         "PORTAL_CLEANUP_GRACE_MINUTES": conf.cleanup_grace().total_seconds() / 60,
         "PORTAL_CLEANUP_BATCH_SIZE": conf.cleanup_batch_size(),
