@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import redis
 import requests
 
 from tests.environment import REDIS_URL
+from tests.servers import runserver
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -182,32 +182,10 @@ def test_run_cleanup_json_prints_json_alone(host, token):
 
 @pytest.fixture(scope="module")
 def server(host, token):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = open(host.path / "server.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [str(host.python), "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-        cwd=host.path / "site",
-        env=host.env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"{url}/health", timeout=2)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline, (host.path / "server.log").read_text()
-                time.sleep(0.3)
+    with runserver(
+        host.python, cwd=host.path / "site", env=host.env, log_path=host.path / "server.log"
+    ) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
 
 
 def test_a_full_upload_over_http(host, token, server):

@@ -8,13 +8,12 @@ must print.
 
 import os
 import re
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-import requests
+
+from tests.servers import free_port, runserver
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -37,12 +36,6 @@ def documented_statuses(blocks):
     return [int(code) for block in blocks for code in re.findall(r"^# → (\d{3})\b", block, re.M)]
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def clone_dir(tmp_path):
     """A working directory like the clone's, with a server of its own on a free port."""
@@ -58,7 +51,7 @@ def clone_dir(tmp_path):
         "PORTAL_STORAGE_ROOT": str(tmp_path / "storage"),
         "PORT": str(port),
     }
-    python = str(work / ".venv" / "bin" / "python")
+    python = work / ".venv" / "bin" / "python"
     subprocess.run(
         [python, "manage.py", "migrate", "--noinput"],
         cwd=work,
@@ -66,28 +59,8 @@ def clone_dir(tmp_path):
         check=True,
         capture_output=True,
     )
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
-        [python, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-        cwd=work,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-                time.sleep(0.3)
+    with runserver(python, cwd=work, env=env, log_path=tmp_path / "server.log", port=port):
         yield work, env
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
-        log.close()
 
 
 def test_every_upload_api_block_runs_as_written_with_its_documented_statuses(clone_dir):
