@@ -77,7 +77,8 @@ def install(*, using: str = DEFAULT_DB_ALIAS) -> int:
     return len(ENTRIES)
 
 
-def _periodic_task(name: str):
+def periodic_task(name: str = CLEANUP):
+    """The enabled ``PeriodicTask`` with an interval that beat runs for ``name``, if any."""
     if not apps.is_installed("django_celery_beat"):
         return None
     from django_celery_beat.models import PeriodicTask
@@ -91,13 +92,13 @@ def _periodic_task(name: str):
 
 def interval(name: str = CLEANUP) -> timedelta:
     """The interval beat runs ``name`` at: its enabled ``PeriodicTask``, else the setting."""
-    task = _periodic_task(name)
+    task = periodic_task(name)
     return task.interval.schedule.run_every if task else _entry(name).every()
 
 
 def next_run(name: str = CLEANUP) -> datetime | None:
     """When beat next sends ``name``; None when it has no enabled interval schedule."""
-    task = _periodic_task(name)
+    task = periodic_task(name)
     if task is None:
         return None
     since = task.last_run_at or task.start_time or task.date_changed
