@@ -15,10 +15,8 @@ from boot.logging import configure_structlog, logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
-# IMMEDIATE: a transaction takes SQLite's write lock when it begins, so concurrent
-# writers (gunicorn threads, worker, beat) queue for up to `timeout` seconds instead of
-# failing with "database is locked" when a reader upgrades to a writer mid-transaction.
-SQLITE_URL = f"sqlite:///{VAR_DIR / 'portal.sqlite3'}?transaction_mode=IMMEDIATE&timeout=20"
+# Every SQLite and PostgreSQL URL gets its engine's options from env.DATABASE_OPTIONS.
+SQLITE_URL = f"sqlite:///{VAR_DIR / 'portal.sqlite3'}"
 
 
 class Base(Configuration):
@@ -100,6 +98,7 @@ class Base(Configuration):
     PORTAL_FAILED_SESSION_RETENTION_DAYS = env.IntegerValue(30)
     PORTAL_OUTBOX_RETENTION_DAYS = env.IntegerValue(7)
     PORTAL_READY_TIMEOUT_SECONDS = env.FloatValue(0.8)
+    PORTAL_PART_IDLE_TIMEOUT_SECONDS = env.FloatValue(60)
     PORTAL_STORAGE_BACKEND = env.Value("filesystem")
     PORTAL_STORAGE_ROOT = env.Value(str(VAR_DIR / "storage"))
     PORTAL_TEMP_PREFIX = env.Value("tmp/")

@@ -79,3 +79,17 @@ class TooLarge(UploadRejected):
 class ChecksumMismatch(UploadRejected):
     status = 422
     code = "checksum_mismatch"
+
+
+# -- slow clients and hostile input (PEP 0021) ---------------------------------------
+
+
+class BodyAbandoned(UploadRejected):
+    """The client sent nothing for ``PORTAL_PART_IDLE_TIMEOUT_SECONDS``; the body was given up."""
+
+    status = 408
+    code = "body_timeout"
+
+
+class DatabaseUnavailable(PortalError):
+    """The database could not be reached within its connect timeout."""
