@@ -8,9 +8,9 @@ from django.db import connection
 
 from portal.exceptions import ChecksumMismatch, Conflict
 from portal.models import OutboxDelivery, OutboxEvent, UploadFile, UploadSession
+from portal.schemas import SessionRequest
 from portal.services.chunks import receive_part
 from portal.services.finalize import finalize_session
-from portal.schemas import SessionRequest
 from portal.services.sessions import create_session
 from tests.api.conftest import sha256
 from tests.factories import make_user
