@@ -182,7 +182,7 @@ class Production(Base):
     SECURE_HSTS_SECONDS = env.IntegerValue(0)
     SECURE_CONTENT_TYPE_NOSNIFF = True
 
-    # Reuse connections; Django pings a reused one before handing it out.
-    DATABASES = env.DatabaseURLValue(
-        SQLITE_URL, environ_name="DATABASE_URL", conn_max_age=60, conn_health_checks=True
-    )
+    # One connection per request: under gunicorn's gevent workers (boot/gunicorn.conf.py)
+    # every request is a greenlet of its own, and a persistent connection would be left
+    # behind with each finished greenlet instead of being reused.
+    DATABASES = env.DatabaseURLValue(SQLITE_URL, environ_name="DATABASE_URL", conn_max_age=0)

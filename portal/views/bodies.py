@@ -38,7 +38,10 @@ class IdleTimeoutBody:
     def read(self, size: int = -1) -> bytes:
         try:
             return self._stream.read(size)
-        except TimeoutError:  # socket.timeout is TimeoutError since Python 3.10
+        except OSError as exc:
+            # Django re-raises the socket's TimeoutError as UnreadablePostError.
+            if not isinstance(exc, TimeoutError) and not isinstance(exc.__cause__, TimeoutError):
+                raise
             log.warning("part.abandoned", idle_timeout_seconds=self._idle_timeout)
             raise BodyAbandoned(
                 f"The body sent nothing for {self._idle_timeout:g} seconds; send it again.",
