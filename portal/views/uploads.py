@@ -26,6 +26,7 @@ from portal.auth import authenticate_request
 from portal.exceptions import LengthRequired, StorageError, UploadRejected
 from portal.schemas import (
     MAX_PARTS,
+    SHA256_PATTERN,
     Error,
     FinalizeRequest,
     PartReceipt,
@@ -105,19 +106,14 @@ ERRORS = {
 }
 # Request bodies the views read themselves (bounded, with the idle timeout).
 JSON_BODIES = {"createSession": (SessionRequest, True), "finalizeSession": (FinalizeRequest, False)}
+# Content-Length is the transport's (required: 411 without it), not a parameter.
 PART_REQUEST = {
     "parameters": [
-        {
-            "name": "Content-Length",
-            "in": "header",
-            "required": True,
-            "schema": {"type": "integer", "minimum": 0},
-        },
         {
             "name": "X-Part-SHA256",
             "in": "header",
             "required": False,
-            "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+            "schema": {"type": "string", "pattern": SHA256_PATTERN},
         },
         {"name": "Content-Digest", "in": "header", "required": False, "schema": {"type": "string"}},
     ],
