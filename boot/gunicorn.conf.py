@@ -22,9 +22,10 @@ worker_class = "gevent"
 workers = 2  # one per core; each serves many connections
 worker_connections = 1000  # concurrent requests (greenlets) per worker
 
-# The arbiter restarts a worker whose event loop has not run for this long (a
-# CPU-bound request blocking the loop), not a request that is merely slow.
-timeout = 30
+# The arbiter restarts a worker whose event loop has not run for this long, not a
+# request that is merely slow. Finalizing a large file on filesystem storage copies
+# and hashes it without yielding (S3 copies server-side): leave it ample time.
+timeout = 120
 graceful_timeout = 30
 keepalive = 5
 
