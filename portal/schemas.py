@@ -39,8 +39,18 @@ MEDIA_TYPE_PATTERN = (
 SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
 
 
+# The setting readers that bounds in the document come from (filled by ``_limits``).
+DOCUMENT_SETTINGS = []
+
+
+def document_settings() -> tuple:
+    """The current values of every setting the document states: its cache key."""
+    return tuple(read() for read in DOCUMENT_SETTINGS)
+
+
 def _limits(**bounds):
     """A ``json_schema_extra`` that states settings-driven bounds when the document renders."""
+    DOCUMENT_SETTINGS.extend(bounds.values())
 
     def extra(schema: dict) -> None:
         schema.update({key: read() for key, read in bounds.items()})

@@ -32,6 +32,7 @@ from portal.schemas import (
     PartReceipt,
     Session,
     SessionRequest,
+    document_settings,
 )
 from portal.services.chunks import receive_part
 from portal.services.finalize import finalize_session, normalise_sha256
@@ -125,8 +126,15 @@ PART_REQUEST = {
 
 
 class PortalAPI(NinjaAPI):
-    def get_openapi_schema(self, **kwargs):
-        document = super().get_openapi_schema(**kwargs)
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        """The document, generated once per value of the settings it states."""
+        if path_prefix is None:
+            path_prefix = self.get_root_path(path_params or {})
+        return self._document(path_prefix, document_settings())
+
+    @functools.lru_cache(maxsize=16)  # noqa: B019 - one API object, alive as long as the process
+    def _document(self, path_prefix: str, settings: tuple) -> dict:
+        document = super().get_openapi_schema(path_prefix=path_prefix)
         components = document["components"].setdefault("schemas", {})
         for item in document["paths"].values():
             for operation in item.values():
