@@ -89,7 +89,3 @@ class BodyAbandoned(UploadRejected):
 
     status = 408
     code = "body_timeout"
-
-
-class DatabaseUnavailable(PortalError):
-    """The database could not be reached within its connect timeout."""
