@@ -2,8 +2,10 @@
 
 import json
 import os
+from unittest import mock
 
 import pytest
+from django.db import OperationalError
 
 from portal.models import UploadFile, UploadSession
 from portal.storage.keys import MAX_NAME_BYTES
@@ -157,3 +159,14 @@ def test_a_256_character_filename_is_400(uploader, fs_storage):
     assert refused(uploader.create(original_filename="a" * 256, total_size_bytes=10), 400) == (
         "invalid_field"
     )
+
+
+def test_a_database_that_fails_mid_request_is_a_documented_503(uploader, fs_storage):
+    with mock.patch(
+        "portal.views.uploads.create_session", side_effect=OperationalError("connection timeout")
+    ):
+        response = uploader.create(original_filename="a", total_size_bytes=10)
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "database_unavailable"
+    assert "timeout" not in response.json()["error"]["message"]
