@@ -90,6 +90,7 @@ ERRORS = {
         413: ("Body longer than the part.", ("part_too_large",)),
         422: ("Body does not match the checksum header.", ("checksum_mismatch",)),
         503: ("Storage or database unavailable; retry later.", UNAVAILABLE_CODES),
+        500: ("Storage refused the operation; retrying will not help.", ("storage_error",)),
     },
     "finalizeSession": {
         400: ("Invalid body.", ("invalid_json", "invalid_field", "invalid_sha256")),
@@ -103,6 +104,7 @@ ERRORS = {
         413: ("The JSON body is too large.", ("body_too_large",)),
         422: ("The file does not match sha256; the session has failed.", ("checksum_mismatch",)),
         503: ("Storage or database unavailable; retry later.", UNAVAILABLE_CODES),
+        500: ("Storage refused the operation; retrying will not help.", ("storage_error",)),
     },
 }
 # Request bodies the views read themselves (bounded, with the idle timeout).
@@ -196,7 +198,7 @@ def _rejected(request, exc: UploadRejected):
 @api.exception_handler(StorageError)
 def _storage_failed(request, exc: StorageError):
     log.error("storage.failed", error=str(exc), path=request.path)
-    return error_response(503, "storage_unavailable", "Storage is unavailable; retry later.")
+    return error_response(exc.status, exc.code, exc.public_message)
 
 
 @api.exception_handler(OperationalError)
