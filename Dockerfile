@@ -9,4 +9,5 @@ RUN pip install --no-cache-dir ".[host]"
 RUN useradd --create-home portal && mkdir -p var && chown portal var
 USER portal
 EXPOSE 8000
-CMD ["gunicorn", "boot.wsgi:application", "--bind", "0.0.0.0:8000"]
+# The one production server config: boot/gunicorn.conf.py (PEP 0021).
+CMD ["gunicorn", "-c", "boot/gunicorn.conf.py"]

@@ -15,10 +15,8 @@ from portal import conf as portal_conf
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
-# IMMEDIATE: a transaction takes SQLite's write lock when it begins, so concurrent
-# writers (gunicorn threads, worker, beat) queue for up to `timeout` seconds instead of
-# failing with "database is locked" when a reader upgrades to a writer mid-transaction.
-SQLITE_URL = f"sqlite:///{VAR_DIR / 'portal.sqlite3'}?transaction_mode=IMMEDIATE&timeout=20"
+# Every SQLite and PostgreSQL URL gets its engine's options from env.DATABASE_OPTIONS.
+SQLITE_URL = f"sqlite:///{VAR_DIR / 'portal.sqlite3'}"
 
 
 # One environment variable per portal setting, with the app's own default.
@@ -144,7 +142,7 @@ class Production(Base):
     SECURE_HSTS_SECONDS = env.IntegerValue(0)
     SECURE_CONTENT_TYPE_NOSNIFF = True
 
-    # Reuse connections; Django pings a reused one before handing it out.
-    DATABASES = env.DatabaseURLValue(
-        SQLITE_URL, environ_name="DATABASE_URL", conn_max_age=60, conn_health_checks=True
-    )
+    # One connection per request: under gunicorn's gevent workers (boot/gunicorn.conf.py)
+    # every request is a greenlet of its own, and a persistent connection would be left
+    # behind with each finished greenlet instead of being reused.
+    DATABASES = env.DatabaseURLValue(SQLITE_URL, environ_name="DATABASE_URL", conn_max_age=0)

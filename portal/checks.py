@@ -10,10 +10,10 @@ from django.conf import settings
 from django.core import checks
 
 from portal import conf
+from portal.schemas import MAX_PARTS
 
 # S3 refuses multipart parts under 5 MiB (all but the last).
 S3_MIN_PART_SIZE = 5 * 1024**2
-S3_MAX_PARTS = 10_000
 
 
 def _error(msg, hint, id_):
@@ -54,10 +54,10 @@ def check_max_file_size(app_configs=None, **kwargs):
                 "portal.E003",
             )
         ]
-    if high > 0 and -(-size // high) > S3_MAX_PARTS:
+    if high > 0 and -(-size // high) > MAX_PARTS:
         return [
             _error(
-                f"PORTAL_MAX_FILE_SIZE ({size}) needs more than {S3_MAX_PARTS} parts at "
+                f"PORTAL_MAX_FILE_SIZE ({size}) needs more than {MAX_PARTS} parts at "
                 f"PORTAL_CHUNK_SIZE_MAX ({high}).",
                 "Lower PORTAL_MAX_FILE_SIZE or raise PORTAL_CHUNK_SIZE_MAX.",
                 "portal.E003",
@@ -84,6 +84,7 @@ POSITIVE_SETTINGS = {
     "PORTAL_OUTBOX_RETENTION_DAYS": (0, "portal.E008"),
     "PORTAL_READY_TIMEOUT_SECONDS": (0.05, "portal.E008"),
     "PORTAL_OUTBOX_SWEEP_SECONDS": (1, "portal.E030"),
+    "PORTAL_PART_IDLE_TIMEOUT_SECONDS": (0.1, "portal.E020"),
 }
 
 

@@ -35,6 +35,7 @@ DEFAULTS = {
     "PORTAL_FAILED_SESSION_RETENTION_DAYS": 30,
     "PORTAL_OUTBOX_RETENTION_DAYS": 7,
     "PORTAL_READY_TIMEOUT_SECONDS": 0.8,
+    "PORTAL_PART_IDLE_TIMEOUT_SECONDS": 60.0,
     "PORTAL_STORAGE_BACKEND": "filesystem",
     "PORTAL_STORAGE_ROOT": "var/storage",
     "PORTAL_TEMP_PREFIX": "tmp/",
@@ -147,6 +148,11 @@ def outbox_retention() -> timedelta | None:
 
 def ready_timeout() -> float:
     return float(get("PORTAL_READY_TIMEOUT_SECONDS"))
+
+
+def part_idle_timeout() -> float:
+    """Seconds a request body may send nothing before it is abandoned."""
+    return float(get("PORTAL_PART_IDLE_TIMEOUT_SECONDS"))
 
 
 def storage_backend() -> str:

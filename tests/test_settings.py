@@ -21,6 +21,8 @@ from portal.models import OutboxEvent, UploadSession
 from portal.services.cleanup import prune_old_failed_sessions, prune_outbox
 from tests.factories import make_session
 
+from tests.health.conftest import SilentServer
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 MiB = 1024**2
 
@@ -48,6 +50,7 @@ OVERRIDES = {
     "PORTAL_FAILED_SESSION_RETENTION_DAYS": ("0", 0),
     "PORTAL_OUTBOX_RETENTION_DAYS": ("3", 3),
     "PORTAL_READY_TIMEOUT_SECONDS": ("1.5", 1.5),
+    "PORTAL_PART_IDLE_TIMEOUT_SECONDS": ("15", 15.0),
     "PORTAL_STORAGE_BACKEND": ("s3", "s3"),
     "PORTAL_STORAGE_ROOT": ("/srv/portal-storage", "/srv/portal-storage"),
     "PORTAL_TEMP_PREFIX": ("parts/", "parts/"),
@@ -82,7 +85,7 @@ def manage(*args, configuration="Test", **environ) -> subprocess.CompletedProces
         if name not in OVERRIDES and name not in ("DATABASE_URL", "DJANGO_CONFIGURATION")
     }
     env.update(
-        DJANGO_SETTINGS_MODULE="boot.settings", DJANGO_CONFIGURATION=configuration, **environ
+        {"DJANGO_SETTINGS_MODULE": "boot.settings", "DJANGO_CONFIGURATION": configuration, **environ}
     )
     return subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -186,3 +189,51 @@ def test_inconsistent_chunk_bounds_fail_the_system_check():
     assert "portal.E001" in result.stderr
     assert "PORTAL_CHUNK_SIZE_MIN" in result.stderr
     assert "PORTAL_CHUNK_SIZE_MAX" in result.stderr
+
+
+# -- database connection options (SPEC §2) -------------------------------------------
+
+
+def database_options(url: str, configuration: str = "Test") -> dict:
+    settings = loaded_settings(
+        DATABASE_URL=url, DJANGO_CONFIGURATION=configuration, SECRET_KEY="x" * 50
+    )
+    return settings["DATABASES"]["default"]["OPTIONS"]
+
+
+@pytest.mark.parametrize("configuration", ["Dev", "Test", "Production"])
+def test_any_sqlite_url_gets_immediate_transactions_and_a_busy_timeout(tmp_path, configuration):
+    options = database_options(f"sqlite:///{tmp_path / 'elsewhere.sqlite3'}", configuration)
+
+    assert options == {"transaction_mode": "IMMEDIATE", "timeout": 20}
+
+
+def test_sqlite_options_set_in_the_url_are_kept(tmp_path):
+    options = database_options(f"sqlite:///{tmp_path / 'x.sqlite3'}?timeout=3")
+
+    assert options == {"transaction_mode": "IMMEDIATE", "timeout": 3}
+
+
+def test_postgres_url_gets_a_bounded_connect_timeout_unless_it_sets_one():
+    assert database_options(DATABASE_URL) == {"connect_timeout": 5}
+    assert database_options(f"{DATABASE_URL}?connect_timeout=1") == {"connect_timeout": 1}
+
+
+def test_a_database_that_accepts_and_never_answers_fails_the_connect_instead_of_hanging():
+    listener = SilentServer()
+    try:
+        url = f"postgres://portal:pw@127.0.0.1:{listener.port}/portal"
+        # The default timeout, not one set in the URL: the subprocess' own timeout
+        # (120 s) would stop a connect that hangs.
+        result = manage(
+            "shell",
+            "-c",
+            "from django.db import connection; connection.ensure_connection()",
+            DATABASE_URL=url,
+        )
+    finally:
+        listener.close()
+
+    assert result.returncode != 0
+    assert "OperationalError" in result.stderr
+    assert listener.accepted  # it did reach the listener, which never answered
