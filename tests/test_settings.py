@@ -20,7 +20,6 @@ from portal.conf import DEFAULTS
 from portal.models import OutboxEvent, UploadSession
 from portal.services.cleanup import prune_old_failed_sessions, prune_outbox
 from tests.factories import make_session
-
 from tests.health.conftest import SilentServer
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -85,7 +84,11 @@ def manage(*args, configuration="Test", **environ) -> subprocess.CompletedProces
         if name not in OVERRIDES and name not in ("DATABASE_URL", "DJANGO_CONFIGURATION")
     }
     env.update(
-        {"DJANGO_SETTINGS_MODULE": "boot.settings", "DJANGO_CONFIGURATION": configuration, **environ}
+        {
+            "DJANGO_SETTINGS_MODULE": "boot.settings",
+            "DJANGO_CONFIGURATION": configuration,
+            **environ,
+        }
     )
     return subprocess.run(
         [sys.executable, "manage.py", *args],
