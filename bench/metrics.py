@@ -90,7 +90,7 @@ def production_env(database: str, scratch: Path) -> dict:
         "PORTAL_STORAGE_ROOT": str(storage),
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
-        "GUNICORN_WORKERS": "1",
+        "GUNICORN_CMD_ARGS": "--workers=1",
     }
 
 

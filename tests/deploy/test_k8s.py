@@ -14,12 +14,7 @@ K8S = ROOT / "deploy" / "k8s"
 MANIFESTS = sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
 VALIDATE = Path(sys.executable).parent / "kubernetes-validate"
 # Variables that are not a Django setting of the same name (DATABASE_URL fills DATABASES).
-NOT_SETTINGS = {
-    "DJANGO_CONFIGURATION",
-    "DATABASE_URL",
-    "PROMETHEUS_MULTIPROC_DIR",
-    "GUNICORN_WORKERS",
-}
+NOT_SETTINGS = {"DJANGO_CONFIGURATION", "DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR"}
 
 
 def validate(*paths):

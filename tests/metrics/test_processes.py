@@ -154,7 +154,7 @@ def stack(tmp_path, receiver):
                 "--access-logformat",
                 "%(p)s %(U)s",
             ],
-            extra_env={"GUNICORN_WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": str(web_dir)},
+            extra_env={"PROMETHEUS_MULTIPROC_DIR": str(web_dir)},  # the config runs 2 workers
             pass_fds=(listener.fileno(),),
         )
     processes.start(
