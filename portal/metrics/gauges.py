@@ -19,9 +19,8 @@ from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from portal import conf
+from portal import schedule
 from portal.models import CleanupRun, OutboxDelivery
-from portal.selectors.cleanup import _cleanup_schedule, _next_run
 
 log = structlog.get_logger(__name__)
 
@@ -82,8 +81,7 @@ def cleanup_gauges(now) -> Iterator[GaugeMetricFamily]:
             "When the last live cleanup run that succeeded finished (unix time).",
             value=last_success.timestamp(),
         )
-    schedule = _cleanup_schedule()
-    next_run = _next_run(schedule) if schedule else None
+    next_run = schedule.next_run(schedule.CLEANUP)
     if next_run is not None:
         yield GaugeMetricFamily(
             "portal_cleanup_next_run_timestamp_seconds",
@@ -92,8 +90,8 @@ def cleanup_gauges(now) -> Iterator[GaugeMetricFamily]:
         )
     yield GaugeMetricFamily(
         "portal_cleanup_interval_seconds",
-        "Configured interval between cleanup runs.",
-        value=conf.cleanup_interval().total_seconds(),
+        "Interval between cleanup runs (the one beat runs, else the setting).",
+        value=schedule.interval(schedule.CLEANUP).total_seconds(),
     )
 
 

@@ -10,9 +10,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from portal import schedule
 from portal.metrics.gauges import cleanup_gauges, outbox_gauges
 from portal.models import CleanupRun, OutboxDelivery, OutboxEvent
-from portal.selectors.cleanup import CLEANUP_TASK_NAME
 
 pytestmark = pytest.mark.django_db
 
@@ -73,11 +73,14 @@ def test_last_success_counts_only_live_successful_runs_and_next_run_comes_from_b
     run("partial", now - timedelta(minutes=30))
     run("skipped", now - timedelta(minutes=5))
     every_ten = IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES)
-    PeriodicTask.objects.create(
-        name="portal-cleanup",
-        task=CLEANUP_TASK_NAME,
-        interval=every_ten,
-        last_run_at=now - timedelta(minutes=4),
+    PeriodicTask.objects.update_or_create(
+        name=schedule.CLEANUP,
+        defaults={
+            "task": "portal.tasks.portal_cleanup_task",
+            "interval": every_ten,
+            "enabled": True,
+            "last_run_at": now - timedelta(minutes=4),
+        },
     )
 
     assert values(cleanup_gauges(now)) == {
@@ -88,6 +91,7 @@ def test_last_success_counts_only_live_successful_runs_and_next_run_comes_from_b
 
 
 def test_no_run_and_no_schedule_leave_out_the_timestamps():
+    PeriodicTask.objects.filter(name=schedule.CLEANUP).delete()
     assert set(values(cleanup_gauges(timezone.now()))) == {"portal_cleanup_interval_seconds"}
 
 
