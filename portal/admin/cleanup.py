@@ -8,6 +8,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 
+from portal.admin.lists import CleanupRunColumns
 from portal.models import CleanupControl, CleanupRun
 from portal.services.cleanup import effective_settings, run_cleanup
 
@@ -15,18 +16,21 @@ RUN_PERMISSION = "portal.run_cleanup"
 
 
 @admin.register(CleanupRun)
-class CleanupRunAdmin(admin.ModelAdmin):
-    list_display = (
-        "started_at",
-        "trigger",
-        "dry_run",
-        "status",
-        "totals",
-        "duration",
-    )
+class CleanupRunAdmin(CleanupRunColumns, admin.ModelAdmin):
+    list_display = ("started", "trigger", "mode", "run_status", "totals", "run_duration")
     list_filter = ("status", "trigger", "dry_run")
     date_hierarchy = "started_at"
-    fields = ("trigger", "dry_run", "status", "started_at", "finished_at", "counts", "errors")
+    fields = (
+        "trigger",
+        "requester",
+        "mode",
+        "run_status",
+        "started",
+        "finished",
+        "run_duration",
+        "steps",
+        "error_list",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request):
@@ -45,7 +49,10 @@ class CleanupRunAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         run = self.admin_site.admin_view(self.run_view)
-        return [path("run/", run, name="portal_cleanuprun_run"), *super().get_urls()]
+        return [
+            path("run/", run, name="portal_cleanuprun_run"),
+            *super().get_urls(),
+        ]
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {

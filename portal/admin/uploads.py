@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.template.defaultfilters import pluralize
 
+from portal.admin.lists import UploadFileColumns, UploadSessionColumns
 from portal.models import ApiToken, UploadFile, UploadPart, UploadSession
 from portal.services.tokens import revoke_api_token
 
@@ -11,11 +12,11 @@ class ReadOnlyTimestampsMixin:
 
 
 @admin.register(UploadFile)
-class UploadFileAdmin(ReadOnlyTimestampsMixin, admin.ModelAdmin):
-    list_display = ("original_filename", "status", "size_bytes", "uploaded_by", "created_at")
+class UploadFileAdmin(UploadFileColumns, ReadOnlyTimestampsMixin, admin.ModelAdmin):
+    list_display = ("original_filename", "file_status", "size", "uploaded_by", "created")
     list_filter = ("status", "storage_backend")
     search_fields = ("id", "original_filename", "sha256", "storage_key", "uploaded_by__username")
-    list_select_related = ("uploaded_by",)
+    list_select_related = ("uploaded_by", "session")
     raw_id_fields = ("uploaded_by",)
     date_hierarchy = "created_at"
 
@@ -33,19 +34,20 @@ class UploadPartInline(admin.TabularInline):
 
 
 @admin.register(UploadSession)
-class UploadSessionAdmin(ReadOnlyTimestampsMixin, admin.ModelAdmin):
+class UploadSessionAdmin(UploadSessionColumns, ReadOnlyTimestampsMixin, admin.ModelAdmin):
     list_display = (
-        "id",
-        "status",
-        "completed_parts",
-        "total_parts",
+        "session_id",
+        "filename",
+        "session_status",
+        "parts",
+        "size",
         "created_by",
-        "last_activity_at",
+        "last_activity",
         "failure_reason",
     )
     list_filter = ("status", "failure_reason")
     search_fields = ("id", "idempotency_key", "file__original_filename", "created_by__username")
-    list_select_related = ("created_by",)
+    list_select_related = ("created_by", "file")
     raw_id_fields = ("file", "created_by")
     date_hierarchy = "created_at"
     inlines = [UploadPartInline]

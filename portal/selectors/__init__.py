@@ -1,0 +1,1 @@
+"""Read-only queries behind what operators see (services write, selectors read)."""
