@@ -10,6 +10,7 @@ take ``portal.run_cleanup``.
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.urls import path
 
@@ -91,7 +92,9 @@ def tiles(data) -> list[dict]:
         {
             "label": "Next scheduled run",
             "value": display.moment(data.next_run_at) if data.next_run_at else "not scheduled",
-            "detail": "from the beat schedule",
+            "detail": "from the beat schedule"
+            if data.next_run_at
+            else "no enabled beat schedule runs the cleanup task",
             "tone": "" if data.next_run_at else "warn",
         },
         {
@@ -104,7 +107,7 @@ def tiles(data) -> list[dict]:
             "label": "Deleted, last 24 h",
             "value": f"{day.deleted}",
             "detail": f"{display.size(day.bytes_reclaimed)} reclaimed · {day.expired} expired · "
-            f"{day.runs} live runs",
+            f"{day.runs} live run{pluralize(day.runs)}",
             "tone": "",
         },
         {
@@ -116,7 +119,8 @@ def tiles(data) -> list[dict]:
         {
             "label": "Waiting for grace",
             "value": f"{backlog.parts} parts · {display.size(backlog.bytes)}",
-            "detail": f"of {backlog.sessions} finished sessions, kept for "
+            "detail": f"of {backlog.sessions} finished session{pluralize(backlog.sessions)}, "
+            "kept for "
             f"{display.duration(backlog.grace)} after they finish",
             "tone": "",
         },

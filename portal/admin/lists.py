@@ -81,7 +81,11 @@ def _cells(counts: dict) -> list[str]:
 class UploadSessionColumns:
     @admin.display(description="id")
     def session_id(self, session):
-        return format_html('<span class="portal-mono">{}</span>', session.pk)
+        """The id's random tail, the whole id on hover (UUIDv7s of one minute share their
+        head); the search box and the session's page take the whole id."""
+        return format_html(
+            '<span class="portal-mono" title="{}">…{}</span>', session.pk, str(session.pk)[-12:]
+        )
 
     @admin.display(description="filename", ordering="file__original_filename")
     def filename(self, session):
@@ -89,6 +93,8 @@ class UploadSessionColumns:
 
     @admin.display(description="status", ordering="status")
     def session_status(self, session):
+        if session.failure_reason:
+            return _status(session.status, f"{session.status} ({session.failure_reason})")
         return _status(session.status)
 
     @admin.display(description="parts")
@@ -107,9 +113,7 @@ class UploadSessionColumns:
 
     @admin.display(description="last activity", ordering="last_activity_at")
     def last_activity(self, session):
-        return format_html(
-            '<span class="portal-nowrap">{}</span>', display.moment(session.last_activity_at)
-        )
+        return display.moment(session.last_activity_at)
 
 
 class UploadFileColumns:

@@ -43,7 +43,6 @@ class UploadSessionAdmin(UploadSessionColumns, ReadOnlyTimestampsMixin, admin.Mo
         "size",
         "created_by",
         "last_activity",
-        "failure_reason",
     )
     list_filter = ("status", "failure_reason")
     search_fields = ("id", "idempotency_key", "file__original_filename", "created_by__username")
