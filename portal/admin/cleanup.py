@@ -10,14 +10,24 @@ from django.views.decorators.http import require_POST
 
 from portal.admin.lists import CleanupRunColumns
 from portal.models import CleanupControl, CleanupRun
-from portal.services.cleanup import effective_settings, run_cleanup
+from portal.selectors.cleanup import effective_settings
+from portal.tasks import portal_cleanup_task
 
 RUN_PERMISSION = "portal.run_cleanup"
 
 
 @admin.register(CleanupRun)
 class CleanupRunAdmin(CleanupRunColumns, admin.ModelAdmin):
-    list_display = ("started", "trigger", "mode", "run_status", "totals", "run_duration")
+    list_display = (
+        "started",
+        "trigger",
+        "requester",
+        "mode",
+        "run_status",
+        "totals",
+        "run_duration",
+    )
+    list_select_related = ("requested_by",)
     list_filter = ("status", "trigger", "dry_run")
     date_hierarchy = "started_at"
     fields = (
@@ -67,9 +77,15 @@ class CleanupRunAdmin(CleanupRunColumns, admin.ModelAdmin):
     def run_view(self, request):
         if not request.user.has_perm(RUN_PERMISSION):
             raise PermissionDenied
-        report = run_cleanup(trigger="admin", dry_run=request.POST.get("dry_run") == "1" or None)
-        level = messages.SUCCESS if report.ok else messages.WARNING
-        self.message_user(request, report.summary(), level=level)
+        dry_run = request.POST.get("dry_run") == "1"
+        # Queued, not run here: a whole cleanup does not belong in a web request.
+        portal_cleanup_task.delay(trigger="admin", dry_run=dry_run or None, user_id=request.user.pk)
+        kind = "A dry run" if dry_run else "A cleanup run"
+        self.message_user(
+            request,
+            f"{kind} was queued; it appears in this list when a worker has taken it.",
+            level=messages.SUCCESS,
+        )
         return HttpResponseRedirect(reverse("admin:portal_cleanuprun_changelist"))
 
 

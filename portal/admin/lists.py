@@ -52,7 +52,7 @@ class CleanupRunColumns:
             "admin/portal/cleanuprun/steps.html",
             {
                 "rows": rows,
-                "total": _cells({**dict.fromkeys(STEP_COLUMNS), **total}) if total else None,
+                "total": _cells({**total, "duration_ms": _ms(run.duration)}) if total else None,
                 "skipped": run.status == CleanupRun.Status.SKIPPED,
             },
         )
@@ -60,6 +60,10 @@ class CleanupRunColumns:
     @admin.display(description="errors")
     def error_list(self, run):
         return render_to_string("admin/portal/cleanuprun/errors.html", {"errors": run.errors})
+
+
+def _ms(value):
+    return value.total_seconds() * 1000 if value is not None else None
 
 
 def _cells(counts: dict) -> list[str]:

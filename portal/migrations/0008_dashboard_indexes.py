@@ -10,7 +10,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("portal", "0003_part_fillfactor"),
+        ("portal", "0004_cleanup_ownership"),
     ]
 
     operations = [

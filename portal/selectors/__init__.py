@@ -1,1 +1,1 @@
-"""Read-only queries behind what operators see (services write, selectors read)."""
+"""Read-only queries: selectors read, services write."""

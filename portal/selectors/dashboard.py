@@ -32,12 +32,11 @@ from django.utils import timezone
 
 from portal import conf
 from portal.models import CleanupControl, CleanupRun, OutboxDelivery, UploadPart, UploadSession
-from portal.services.cleanup import cleanup_health, effective_settings
+from portal.selectors.cleanup import cleanup_health, effective_settings
 
 SERIES_DAYS = 30
 RECENT = timedelta(hours=24)
-# The per-step numbers a run page shows, in its columns' order; "deleted" also
-# takes the "pruned" count of the steps that delete rows.
+# The per-step numbers a run page shows, in its columns' order (the runner's counts).
 STEP_COLUMNS = ("expired", "deleted", "failed", "foreign", "bytes_reclaimed", "duration_ms")
 
 
@@ -143,9 +142,8 @@ def last_live_run() -> RunTile | None:
 
 
 def requested_by(run: CleanupRun) -> str:
-    """The user who asked for ``run`` from the admin, when the run records one."""
-    user = getattr(run, "requested_by", None)
-    return user.get_username() if user else ""
+    """The user who asked for ``run`` from the admin; "" for beat and commands."""
+    return run.requested_by.get_username() if run.requested_by_id else ""
 
 
 def _total(name: str):
@@ -221,13 +219,11 @@ def daily_series(*, now: datetime, days: int = SERIES_DAYS) -> tuple[Day, ...]:
 
 
 def step_rows(run: CleanupRun) -> tuple[StepRow, ...]:
-    """The run's per-step counts in the run page's columns, steps in the order they ran."""
+    """The run's per-step counts in the run page's columns, steps in the order they ran;
+    None where a run recorded before a count existed lacks it."""
     rows = []
     for step, counts in (run.counts or {}).items():
         if step == "total":
             continue
-        values = {name: counts.get(name) for name in STEP_COLUMNS}
-        if "pruned" in counts:
-            values["deleted"] = (values["deleted"] or 0) + counts["pruned"]
-        rows.append(StepRow(step=step, counts=values))
+        rows.append(StepRow(step=step, counts={name: counts.get(name) for name in STEP_COLUMNS}))
     return tuple(rows)
