@@ -18,16 +18,9 @@ RUN_PERMISSION = "portal.run_cleanup"
 
 @admin.register(CleanupRun)
 class CleanupRunAdmin(CleanupRunColumns, admin.ModelAdmin):
-    list_display = (
-        "started",
-        "trigger",
-        "requester",
-        "mode",
-        "run_status",
-        "totals",
-        "run_duration",
-    )
+    list_display = ("started", "triggered_by", "mode", "run_status", "totals", "run_duration")
     list_select_related = ("requested_by",)
+    ordering = ("-started_at",)
     list_filter = ("status", "trigger", "dry_run")
     date_hierarchy = "started_at"
     fields = (

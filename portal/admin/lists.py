@@ -44,6 +44,12 @@ class CleanupRunColumns:
     def requester(self, run):
         return requested_by(run) or display.EMPTY
 
+    @admin.display(description="trigger", ordering="trigger")
+    def triggered_by(self, run):
+        """The trigger, and for the admin's runs who pressed the button."""
+        user = requested_by(run)
+        return f"{run.trigger} · {user}" if user else run.trigger
+
     @admin.display(description="steps")
     def steps(self, run):
         rows = [{"step": row.step, "cells": _cells(row.counts)} for row in step_rows(run)]
