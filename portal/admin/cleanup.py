@@ -8,7 +8,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 
-from portal.admin.lists import CleanupRunColumns
+from portal.admin.lists import CleanupControlColumns, CleanupRunColumns
 from portal.models import CleanupControl, CleanupRun
 from portal.selectors.cleanup import effective_settings
 from portal.tasks import portal_cleanup_task
@@ -83,10 +83,10 @@ class CleanupRunAdmin(CleanupRunColumns, admin.ModelAdmin):
 
 
 @admin.register(CleanupControl)
-class CleanupControlAdmin(admin.ModelAdmin):
+class CleanupControlAdmin(CleanupControlColumns, admin.ModelAdmin):
     """One row: pause cleanup or force dry runs; the next run obeys."""
 
-    list_display = ("__str__", "paused", "force_dry_run", "note", "updated_at")
+    list_display = ("__str__", "paused", "force_dry_run", "note", "updated")
     list_editable = ("paused", "force_dry_run")
     fields = ("paused", "force_dry_run", "note")
 

@@ -88,6 +88,12 @@ def _cells(counts: dict) -> list[str]:
     return cells
 
 
+class CleanupControlColumns:
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, control):
+        return display.moment(control.updated_at)
+
+
 class UploadSessionColumns:
     @admin.display(description="id")
     def session_id(self, session):
