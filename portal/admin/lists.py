@@ -140,7 +140,7 @@ class UploadFileColumns:
         session = getattr(file, "session", None)
         if file.status == UploadFile.Status.FAILED and session is not None:
             if session.status == UploadSession.Status.ABORTED:
-                return _status("aborted", "aborted (upload cancelled)")
+                return _status("aborted")
             if session.failure_reason:
                 return _status("failed", f"failed ({session.failure_reason})")
         return _status(file.status)

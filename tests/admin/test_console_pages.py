@@ -140,7 +140,7 @@ def test_aborted_uploads_file_says_aborted_not_failed(superuser_client):
 
     page = superuser_client.get(reverse("admin:portal_uploadfile_changelist")).content.decode()
 
-    assert "aborted (upload cancelled)" in page
+    assert '<span class="portal-status portal-status-aborted">aborted</span>' in page
     assert "failed (expired)" in page
 
 
