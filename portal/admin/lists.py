@@ -152,3 +152,17 @@ class UploadFileColumns:
     @admin.display(description="created", ordering="created_at")
     def created(self, file):
         return format_html('<span class="portal-nowrap">{}</span>', display.moment(file.created_at))
+
+
+class ApiTokenColumns:
+    @admin.display(description="created", ordering="created_at")
+    def created(self, token):
+        return display.moment(token.created_at)
+
+    @admin.display(description="last used", ordering="last_used_at")
+    def last_used(self, token):
+        return display.moment(token.last_used_at)
+
+    @admin.display(description="revoked", ordering="revoked_at")
+    def revoked(self, token):
+        return display.moment(token.revoked_at)

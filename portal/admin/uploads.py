@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.template.defaultfilters import pluralize
 
-from portal.admin.lists import UploadFileColumns, UploadSessionColumns
+from portal.admin.lists import ApiTokenColumns, UploadFileColumns, UploadSessionColumns
 from portal.models import ApiToken, UploadFile, UploadPart, UploadSession
 from portal.services.tokens import revoke_api_token
 
@@ -53,9 +53,9 @@ class UploadSessionAdmin(UploadSessionColumns, ReadOnlyTimestampsMixin, admin.Mo
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(ReadOnlyTimestampsMixin, admin.ModelAdmin):
+class ApiTokenAdmin(ApiTokenColumns, ReadOnlyTimestampsMixin, admin.ModelAdmin):
     # The hash is never shown: a token is printed once by create_api_token.
-    list_display = ("prefix", "name", "user", "created_at", "last_used_at", "revoked_at")
+    list_display = ("prefix", "name", "user", "created", "last_used", "revoked")
     list_filter = ("revoked_at",)
     search_fields = ("prefix", "name", "user__username")
     fields = ("user", "name", "prefix", "last_used_at", "revoked_at")

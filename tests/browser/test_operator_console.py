@@ -21,6 +21,7 @@ import redis
 from django.utils import timezone
 
 from portal.models import CleanupRun, UploadFile, UploadSession
+from portal.services.tokens import create_api_token
 from tests.cleanup.helpers import MANAGE_PY, database_url
 from tests.environment import REDIS_URL, require
 from tests.factories import make_session, make_user
@@ -125,6 +126,7 @@ def test_operator_drives_the_console_in_chromium(tmp_path, environment, fs_stora
     user = make_user("operator", is_staff=True, is_superuser=True)
     user.set_password(PASSWORD)
     user.save()
+    create_api_token(user=user, name="ingest runner")
     now = timezone.now()
     seed_history(now)
     # Work for the live run, and parts that wait out the grace period; files in the
