@@ -67,10 +67,12 @@ def bar_chart(*, title, labels, series, format_value=str, label_every=5) -> Safe
                 f"<title>{escape(label)}: {escape(one.name)} {escape(format_value(value))}"
                 "</title></rect>"
             )
-        if index % label_every == 0 or index == len(labels) - 1:
+        last = index == len(labels) - 1
+        if index % label_every == 0 or last:
+            # The last label ends at the plot's edge instead of running past it.
+            x, anchor = (WIDTH - MARGIN_RIGHT, "end") if last else (x0 + slot * 0.4, "middle")
             parts.append(
-                f'<text x="{MARGIN_LEFT + (index + 0.5) * slot:.1f}" y="{HEIGHT - 10}" '
-                f'text-anchor="middle">{escape(label)}</text>'
+                f'<text x="{x:.1f}" y="{HEIGHT - 10}" text-anchor="{anchor}">{escape(label)}</text>'
             )
     parts.append("</svg>")
     return mark_safe("".join(parts))  # every value above is escaped

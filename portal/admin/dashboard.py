@@ -118,7 +118,8 @@ def tiles(data) -> list[dict]:
         },
         {
             "label": "Waiting for grace",
-            "value": f"{backlog.parts} parts · {display.size(backlog.bytes)}",
+            "value": f"{backlog.parts} part{pluralize(backlog.parts)} · "
+            f"{display.size(backlog.bytes)}",
             "detail": f"of {backlog.sessions} finished session{pluralize(backlog.sessions)}, "
             "kept for "
             f"{display.duration(backlog.grace)} after they finish",
