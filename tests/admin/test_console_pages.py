@@ -89,6 +89,7 @@ def test_run_page_has_a_step_table_readable_errors_and_the_trigger(superuser_cli
                 "failed": 1,
                 "foreign": 2,
                 "bytes_reclaimed": 3 * 1024**2,
+                "duration_ms": 4321,
             },
             "total": {"expired": 0, "deleted": 1200, "failed": 1},
         },
@@ -101,7 +102,8 @@ def test_run_page_has_a_step_table_readable_errors_and_the_trigger(superuser_cli
 
     assert '<table class="portal-steps">' in page
     assert "orphan_temp_parts" in page and "1,200" in page and "3.0\xa0MB" in page
-    assert "1 min 15 s" in page
+    assert "4.3 s" in page  # the step's duration
+    assert "1 min 15 s" in page  # the run's, also in the total row
     assert "tmp/ab/x.part" in page and "AccessDenied" in page and "[{" not in page
     assert "admin" in page and "portal-mode-live" in page
 
