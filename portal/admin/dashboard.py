@@ -12,7 +12,7 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 
 from portal.admin import display
 from portal.admin.charts import Series, bar_chart
@@ -63,7 +63,7 @@ class CleanupDashboardAdmin(admin.ModelAdmin):
 
 
 def tiles(data) -> list[dict]:
-    """(label, value, detail, tone) for each tile; tone is "ok", "warn", "bad" or ""."""
+    """label, value, detail, tone ("ok", "warn", "bad" or "") and maybe a link, per tile."""
     run = data.last_live_run
     if run is None:
         last = {"label": "Last live run", "value": "none yet", "detail": "", "tone": "warn"}
@@ -76,7 +76,7 @@ def tiles(data) -> list[dict]:
             "detail": f"{display.moment(run.started_at)} · {display.duration(run.duration)} · "
             f"{run.trigger}{who}",
             "tone": tone,
-            "run_id": run.id,
+            "href": reverse("admin:portal_cleanuprun_change", args=[run.id]),
         }
     switches = []
     if not data.enabled:
@@ -129,6 +129,7 @@ def tiles(data) -> list[dict]:
             "label": "Dead webhook deliveries",
             "value": f"{data.dead_deliveries}",
             "detail": "replay them from Outbox deliveries",
+            "href": reverse("admin:portal_outboxdelivery_changelist") + "?status__exact=failed",
             "tone": "bad" if data.dead_deliveries else "ok",
         },
     ]

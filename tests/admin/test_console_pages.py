@@ -57,6 +57,7 @@ def test_dashboard_shows_tiles_charts_settings_and_buttons(superuser_client, fs_
     assert 'src="http' not in page and 'href="http' not in page  # nothing from a CDN
     assert "Run cleanup now" in page and "Dry run" in page
     assert "PORTAL_CLEANUP_BATCH_SIZE" in page
+    assert "/admin/portal/outboxdelivery/?status__exact=failed" in page
 
 
 def test_dashboard_needs_the_view_permission_and_hides_buttons_without_run():
