@@ -113,7 +113,7 @@ def tiles(data) -> list[dict]:
         {
             "label": "Failed, last 24 h",
             "value": f"{day.failed}",
-            "detail": "items cleanup could not delete",
+            "detail": f"items cleanup could not delete · {failure_rate(day)} of items handled",
             "tone": "bad" if day.failed else "ok",
         },
         {
@@ -133,6 +133,11 @@ def tiles(data) -> list[dict]:
             "tone": "bad" if data.dead_deliveries else "ok",
         },
     ]
+
+
+def failure_rate(totals) -> str:
+    handled = totals.deleted + totals.failed
+    return f"{100 * totals.failed / handled:.1f}%" if handled else "0%"
 
 
 def charts(data) -> list:

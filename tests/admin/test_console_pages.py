@@ -166,3 +166,11 @@ def test_model_names_read_right(superuser_client):
 )
 def test_durations_read_as_people_say_them(value, text):
     assert display.duration(value) == text
+
+
+def test_failure_rate_is_the_share_of_items_that_failed():
+    from portal.admin.dashboard import failure_rate
+    from portal.selectors.dashboard import Totals
+
+    assert failure_rate(Totals(deleted=3, failed=1)) == "25.0%"
+    assert failure_rate(Totals()) == "0%"
