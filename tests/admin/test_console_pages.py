@@ -9,7 +9,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from portal.admin import display
+from portal.admin.dashboard import failure_rate
 from portal.models import CleanupRun, UploadSession
+from portal.selectors.dashboard import Totals
 from portal.services.cleanup import run_cleanup
 from tests.factories import make_session, make_user
 
@@ -169,8 +171,5 @@ def test_durations_read_as_people_say_them(value, text):
 
 
 def test_failure_rate_is_the_share_of_items_that_failed():
-    from portal.admin.dashboard import failure_rate
-    from portal.selectors.dashboard import Totals
-
     assert failure_rate(Totals(deleted=3, failed=1)) == "25.0%"
     assert failure_rate(Totals()) == "0%"

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from django.test import override_settings
 
-from portal.models import CleanupControl, CleanupRun, OutboxDelivery, UploadSession
+from portal.models import CleanupControl, CleanupRun, OutboxDelivery, OutboxEvent, UploadSession
 from portal.selectors.dashboard import (
     Totals,
     cleanup_dashboard,
@@ -92,8 +92,6 @@ def test_backlog_counts_parts_of_sessions_finished_within_the_grace_period():
 
 def test_dead_deliveries_count_failed_deliveries_only(settings):
     settings.PORTAL_RUNNER_ENDPOINT = ""
-    from portal.models import OutboxEvent
-
     event = OutboxEvent.objects.create(
         event_type="file.stored",
         payload={},
