@@ -90,8 +90,7 @@ def test_backlog_counts_parts_of_sessions_finished_within_the_grace_period():
     assert backlog.grace == timedelta(minutes=30)
 
 
-def test_dead_deliveries_count_failed_deliveries_only(settings):
-    settings.PORTAL_RUNNER_ENDPOINT = ""
+def test_dead_deliveries_count_failed_deliveries_only():
     event = OutboxEvent.objects.create(
         event_type="file.stored",
         payload={},
