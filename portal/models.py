@@ -278,6 +278,10 @@ class ApiToken(TimestampedModel):
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        verbose_name = "API token"
+        verbose_name_plural = "API tokens"
+
     def __str__(self):
         return f"{self.prefix}… ({self.user})"
 
@@ -320,6 +324,12 @@ class CleanupRun(TimestampedModel):
         indexes = [
             models.Index(fields=["-started_at"], name="portal_cleanup_started_idx"),
             models.Index(fields=["status", "-finished_at"], name="portal_cleanup_status_idx"),
+            # The admin's cleanup dashboard: the last live run (not dry, not skipped).
+            models.Index(
+                fields=["-started_at"],
+                condition=Q(dry_run=False) & ~Q(status="skipped"),
+                name="portal_cleanup_live_idx",
+            ),
         ]
 
     def __str__(self):
@@ -328,6 +338,16 @@ class CleanupRun(TimestampedModel):
     @property
     def duration(self):
         return self.finished_at - self.started_at if self.finished_at else None
+
+
+class CleanupDashboard(CleanupRun):
+    """No table of its own: the admin's cleanup dashboard, listed on the admin index."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "cleanup dashboard"
+        verbose_name_plural = "cleanup dashboard"
+        default_permissions = ()  # seeing it takes portal.view_cleanuprun
 
 
 class CleanupControl(models.Model):
@@ -341,6 +361,7 @@ class CleanupControl(models.Model):
 
     class Meta:
         verbose_name = "cleanup control"
+        verbose_name_plural = "cleanup control"  # one row
 
     def __str__(self):
         return "cleanup control"

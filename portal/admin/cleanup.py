@@ -8,6 +8,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 
+from portal.admin.lists import CleanupControlColumns, CleanupRunColumns
 from portal.models import CleanupControl, CleanupRun
 from portal.selectors.cleanup import effective_settings
 from portal.tasks import portal_cleanup_task
@@ -16,27 +17,22 @@ RUN_PERMISSION = "portal.run_cleanup"
 
 
 @admin.register(CleanupRun)
-class CleanupRunAdmin(admin.ModelAdmin):
-    list_display = (
-        "started_at",
-        "trigger",
-        "requested_by",
-        "dry_run",
-        "status",
-        "totals",
-        "duration",
-    )
+class CleanupRunAdmin(CleanupRunColumns, admin.ModelAdmin):
+    list_display = ("started", "triggered_by", "mode", "run_status", "totals", "run_duration")
+    list_select_related = ("requested_by",)
+    ordering = ("-started_at",)
     list_filter = ("status", "trigger", "dry_run")
     date_hierarchy = "started_at"
     fields = (
         "trigger",
-        "requested_by",
-        "dry_run",
-        "status",
-        "started_at",
-        "finished_at",
-        "counts",
-        "errors",
+        "requester",
+        "mode",
+        "run_status",
+        "started",
+        "finished",
+        "run_duration",
+        "steps",
+        "error_list",
     )
     readonly_fields = fields
 
@@ -56,7 +52,10 @@ class CleanupRunAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         run = self.admin_site.admin_view(self.run_view)
-        return [path("run/", run, name="portal_cleanuprun_run"), *super().get_urls()]
+        return [
+            path("run/", run, name="portal_cleanuprun_run"),
+            *super().get_urls(),
+        ]
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {
@@ -84,10 +83,10 @@ class CleanupRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(CleanupControl)
-class CleanupControlAdmin(admin.ModelAdmin):
+class CleanupControlAdmin(CleanupControlColumns, admin.ModelAdmin):
     """One row: pause cleanup or force dry runs; the next run obeys."""
 
-    list_display = ("__str__", "paused", "force_dry_run", "note", "updated_at")
+    list_display = ("__str__", "paused", "force_dry_run", "note", "updated")
     list_editable = ("paused", "force_dry_run")
     fields = ("paused", "force_dry_run", "note")
 

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.template.defaultfilters import pluralize
 
+from portal.admin.lists import ApiTokenColumns, UploadFileColumns, UploadSessionColumns
 from portal.models import ApiToken, UploadFile, UploadPart, UploadSession
 from portal.services.tokens import revoke_api_token
 
@@ -26,11 +27,11 @@ class ServiceOwnedMixin:
 
 
 @admin.register(UploadFile)
-class UploadFileAdmin(ServiceOwnedMixin, admin.ModelAdmin):
-    list_display = ("original_filename", "status", "size_bytes", "uploaded_by", "created_at")
+class UploadFileAdmin(UploadFileColumns, ServiceOwnedMixin, admin.ModelAdmin):
+    list_display = ("original_filename", "file_status", "size", "uploaded_by", "created")
     list_filter = ("status", "storage_backend")
     search_fields = ("id", "original_filename", "sha256", "storage_key", "uploaded_by__username")
-    list_select_related = ("uploaded_by",)
+    list_select_related = ("uploaded_by", "session")
     raw_id_fields = ("uploaded_by",)
     date_hierarchy = "created_at"
 
@@ -49,28 +50,28 @@ class UploadPartInline(ServiceOwnedMixin, admin.TabularInline):
 
 
 @admin.register(UploadSession)
-class UploadSessionAdmin(ServiceOwnedMixin, admin.ModelAdmin):
+class UploadSessionAdmin(UploadSessionColumns, ServiceOwnedMixin, admin.ModelAdmin):
     list_display = (
-        "id",
-        "status",
-        "completed_parts",
-        "total_parts",
+        "session_id",
+        "filename",
+        "session_status",
+        "parts",
+        "size",
         "created_by",
-        "last_activity_at",
-        "failure_reason",
+        "last_activity",
     )
     list_filter = ("status", "failure_reason")
     search_fields = ("id", "idempotency_key", "file__original_filename", "created_by__username")
-    list_select_related = ("created_by",)
+    list_select_related = ("created_by", "file")
     raw_id_fields = ("file", "created_by")
     date_hierarchy = "created_at"
     inlines = [UploadPartInline]
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(ReadOnlyTimestampsMixin, admin.ModelAdmin):
+class ApiTokenAdmin(ApiTokenColumns, ReadOnlyTimestampsMixin, admin.ModelAdmin):
     # The hash is never shown: a token is printed once by create_api_token.
-    list_display = ("prefix", "name", "user", "created_at", "last_used_at", "revoked_at")
+    list_display = ("prefix", "name", "user", "created", "last_used", "revoked")
     list_filter = ("revoked_at",)
     search_fields = ("prefix", "name", "user__username")
     fields = ("user", "name", "prefix", "last_used_at", "revoked_at")

@@ -89,11 +89,13 @@ def run_cleanup(
             log.info("cleanup.skipped", trigger=trigger, reason=ctx.skipped_reason)
             return _finish(run, ctx, started, {}, [], skipped_reason=ctx.skipped_reason)
         log.info("cleanup.started", trigger=trigger, dry_run=ctx.dry_run)
-        results, errors = {}, []
+        results, errors, durations = {}, [], {}
         try:
             for name, step in STEPS.items():
+                step_started = time.monotonic()
                 try:
                     results[name] = step(ctx)
+                    durations[name] = round((time.monotonic() - step_started) * 1000)
                 except (PortalError, DatabaseError) as exc:
                     log.exception("cleanup.step_failed", step=name)
                     errors.append({"step": name, "error": f"{exc.__class__.__name__}: {exc}"})
@@ -106,7 +108,9 @@ def run_cleanup(
             # An unexpected error still closes the audit record before it propagates.
             _finish(run, ctx, started, results, errors, status=CleanupRun.Status.FAILED)
             raise
-        return _finish(run, ctx, started, results, errors, status=_status(results))
+        return _finish(
+            run, ctx, started, results, errors, status=_status(results), durations=durations
+        )
 
 
 def _status(results: dict[str, StepResult]) -> str:
@@ -117,9 +121,13 @@ def _status(results: dict[str, StepResult]) -> str:
     return CleanupRun.Status.SUCCESS
 
 
-def _finish(run, ctx, started, results, errors, *, status=None, skipped_reason=""):
+def _finish(run, ctx, started, results, errors, *, status=None, skipped_reason="", durations=None):
     duration_ms = round((time.monotonic() - started) * 1000)
-    counts = {name: result.counts() for name, result in results.items()}
+    # Each step's counts, and how long it took (for the admin's run page).
+    counts = {
+        name: {**result.counts(), "duration_ms": (durations or {}).get(name)}
+        for name, result in results.items()
+    }
     if results:
         counts["total"] = {
             name: sum(result.counts()[name] for result in results.values())

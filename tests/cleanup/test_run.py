@@ -23,7 +23,7 @@ from portal.models import (
     UploadSession,
     new_id,
 )
-from portal.services.cleanup import run_cleanup
+from portal.services.cleanup import STEPS, run_cleanup
 from portal.services.cleanup_context import MAX_RECORDED_ERRORS, StepResult
 from portal.tasks import portal_cleanup_task
 from tests.cleanup.helpers import GRACE, TTL, RefusingStorage, temp_keys
@@ -69,6 +69,14 @@ def counts(**numbers):
     return {name: numbers.get(name, 0) for name in StepResult.COUNTS}
 
 
+def without_durations(counts):
+    """Recorded counts minus each step's ``duration_ms``: a timing, not a count."""
+    return {
+        step: {name: n for name, n in numbers.items() if name != "duration_ms"}
+        for step, numbers in counts.items()
+    }
+
+
 PART_BYTES = len(f"part 1 of {new_id()}")  # each part make_part writes
 
 EXPECTED_COUNTS = {
@@ -90,9 +98,12 @@ def test_run_performs_every_step_and_records_a_successful_run(storage):
     report = run_cleanup(trigger="command", now=now)
 
     assert (report.status, report.ok, report.dry_run) == ("success", True, False)
-    assert report.counts == EXPECTED_COUNTS
+    assert without_durations(report.counts) == EXPECTED_COUNTS
     run = CleanupRun.objects.get(pk=report.run_id)
-    assert (run.trigger, run.status, run.started_at, run.counts, run.errors) == (
+    assert run.counts == report.counts
+    assert all(isinstance(run.counts[step]["duration_ms"], int) for step in STEPS)
+    assert "duration_ms" not in run.counts["total"]
+    assert (run.trigger, run.status, run.started_at, without_durations(run.counts), run.errors) == (
         "command",
         "success",
         now,
@@ -115,7 +126,7 @@ def test_dry_run_reports_what_a_live_run_does_and_changes_nothing(storage):
     assert snapshot(storage) == before
     assert (dry.status, dry.dry_run) == ("success", True)
     live = run_cleanup(trigger="command", now=now)
-    assert dry.counts == live.counts == EXPECTED_COUNTS
+    assert without_durations(dry.counts) == without_durations(live.counts) == EXPECTED_COUNTS
 
 
 @override_settings(PORTAL_CLEANUP_ENABLED=False)
@@ -152,7 +163,7 @@ def test_forced_dry_run_wins_over_a_live_request(fs_storage, switch, setting):
         report = run_cleanup(trigger="admin", dry_run=False)
 
     assert report.dry_run is True
-    assert report.counts["stale_sessions"] == counts(expired=1)
+    assert without_durations(report.counts)["stale_sessions"] == counts(expired=1)
     assert UploadSession.objects.active().count() == 1
 
 
@@ -167,9 +178,9 @@ def test_failing_step_is_recorded_and_the_run_goes_on(fs_storage, log_events):
     report = run_cleanup(trigger="beat", storage=broken)
 
     assert report.status == "partial"
-    assert report.counts["stale_sessions"] == counts(expired=1)
+    assert without_durations(report.counts)["stale_sessions"] == counts(expired=1)
     assert "orphan_storage_objects" not in report.counts
-    assert report.counts["outbox"] == counts()
+    assert without_durations(report.counts)["outbox"] == counts()
     assert report.errors == (
         {
             "step": "orphan_storage_objects",
@@ -189,7 +200,9 @@ def test_item_failures_make_the_run_partial_with_a_bounded_error_list(fs_storage
     report = run_cleanup(trigger="beat", now=now, storage=RefusingStorage(fs_storage, bool))
 
     assert report.status == "partial"
-    assert report.counts["orphan_temp_parts"] == counts(failed=MAX_RECORDED_ERRORS + 10)
+    assert without_durations(report.counts)["orphan_temp_parts"] == counts(
+        failed=MAX_RECORDED_ERRORS + 10
+    )
     assert len(report.errors) == MAX_RECORDED_ERRORS
     assert len(CleanupRun.objects.get().errors) == MAX_RECORDED_ERRORS
 
@@ -289,7 +302,10 @@ def test_command_dry_run_prints_json_and_changes_nothing(fs_storage, capsys):
     call_command("run_cleanup", "--dry-run", "--json")
 
     report = json.loads(capsys.readouterr().out)
-    assert (report["dry_run"], report["counts"]["stale_sessions"]) == (True, counts(expired=1))
+    assert (report["dry_run"], without_durations(report["counts"])["stale_sessions"]) == (
+        True,
+        counts(expired=1),
+    )
     assert UploadSession.objects.active().count() == 1
 
 
