@@ -12,7 +12,6 @@ one function appended to ``SOURCES``.
 
 from collections.abc import Callable, Iterator
 
-import structlog
 from django.db import DatabaseError, connection
 from django.db.models import Func, IntegerField
 from django.utils import timezone
@@ -20,9 +19,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from portal import schedule
+from portal.logs import get_logger
 from portal.models import CleanupRun, OutboxDelivery
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def scalars(**querysets) -> dict:

@@ -71,9 +71,9 @@ def process_exited(pid: int) -> None:
 
 def on_worker_init(**kwargs) -> None:
     """The worker's main process, before its pool starts: empty the directory."""
-    import structlog
+    from portal.logs import get_logger
 
-    log = structlog.get_logger(__name__)
+    log = get_logger(__name__)
     if os.environ.get(ENVIRONMENT_VARIABLE):
         log.info("metrics.directory_wiped", files=wipe_directory())
     else:
@@ -89,14 +89,14 @@ def on_worker_process_shutdown(pid=None, **kwargs) -> None:
 
 def on_worker_ready(**kwargs) -> None:
     """Serve the pool's counters on ``PORTAL_METRICS_WORKER_PORT`` (0: not at all)."""
-    import structlog
     from prometheus_client import start_http_server
 
     from portal import conf
+    from portal.logs import get_logger
     from portal.metrics.exposition import counters_registry
 
     port = conf.metrics_worker_port()
     if not (conf.metrics_enabled() and port and conf.metrics_multiprocess_dir()):
         return
     start_http_server(port, registry=counters_registry())
-    structlog.get_logger(__name__).info("metrics.worker_serving", port=port)
+    get_logger(__name__).info("metrics.worker_serving", port=port)

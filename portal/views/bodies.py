@@ -17,12 +17,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
-import structlog
-
 from portal import conf
 from portal.exceptions import BodyAbandoned, TooLarge, UploadRejected
+from portal.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # A session or finalize body is a few hundred bytes; 64 KiB leaves room for any
 # legal one (255 four-byte characters escaped as \uXXXX pairs are 3 KiB).
