@@ -11,10 +11,12 @@ one function appended to ``SOURCES``.
 """
 
 from collections.abc import Callable, Iterator
+from datetime import UTC
 
 from django.db import DatabaseError, connection
 from django.db.models import Func, IntegerField
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -61,6 +63,10 @@ def outbox_gauges(now) -> Iterator[GaugeMetricFamily]:
         value=found["dead"],
     )
     oldest = found["oldest"]
+    if isinstance(oldest, str):  # a raw SQLite cursor returns naive text, PostgreSQL aware
+        oldest = parse_datetime(oldest)
+    if oldest and timezone.is_naive(oldest):
+        oldest = timezone.make_aware(oldest, UTC)
     yield GaugeMetricFamily(
         "portal_outbox_oldest_pending_age_seconds",
         "Age of the oldest delivery still pending; 0 when none is.",
