@@ -9,9 +9,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from configurations import Configuration
+from corsheaders.defaults import default_headers, default_methods
 
 from boot import env
 from boot.logging import configure_structlog, logging_config
+from portal.conf import TUS_REQUEST_HEADERS, TUS_RESPONSE_HEADERS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -36,12 +38,15 @@ class Base(Configuration):
         "django.contrib.messages",
         "django.contrib.staticfiles",
         "django_celery_beat",
+        "corsheaders",
         "portal",
     ]
     MIDDLEWARE = [
         # First: probes are answered before host validation and the HTTPS redirect.
         "portal.middleware.ProbeMiddleware",
         "portal.middleware.RequestIdMiddleware",
+        # Before CommonMiddleware, so preflights and errors carry the CORS headers.
+        "corsheaders.middleware.CorsMiddleware",
         "django.middleware.security.SecurityMiddleware",
         "django.contrib.sessions.middleware.SessionMiddleware",
         "django.middleware.common.CommonMiddleware",
@@ -104,6 +109,16 @@ class Base(Configuration):
     PORTAL_STORAGE_ROOT = env.Value(str(VAR_DIR / "storage"))
     PORTAL_TEMP_PREFIX = env.Value("tmp/")
     PORTAL_FINAL_PREFIX = env.Value("files/")
+
+    # -- CORS for browser tus clients (django-cors-headers, SPEC §13) -------------
+    # Origins allowed to upload over /uploads/tus/ from a browser, e.g.
+    # CORS_ALLOWED_ORIGINS=https://app.example.org; empty: no cross-origin upload.
+    CORS_ALLOWED_ORIGINS = env.ListValue([])
+    CORS_URLS_REGEX = r"^/uploads/tus/"
+    CORS_ALLOW_METHODS = (*default_methods, "HEAD")
+    CORS_ALLOW_HEADERS = (*default_headers, *TUS_REQUEST_HEADERS)
+    CORS_EXPOSE_HEADERS = TUS_RESPONSE_HEADERS
+    CORS_PREFLIGHT_MAX_AGE = 86400
 
     # -- S3, with django-storages' own names ------------------------------------
     AWS_STORAGE_BUCKET_NAME = env.Value("")

@@ -155,3 +155,32 @@ def final_prefix() -> str:
 
 def s3_bucket() -> str:
     return getattr(settings, "AWS_STORAGE_BUCKET_NAME", None) or ""
+
+
+# -- tus (SPEC §13) -----------------------------------------------------------
+# Protocol constants, not settings: a host's CORS configuration (django-cors-headers'
+# CORS_ALLOW_HEADERS / CORS_EXPOSE_HEADERS) lets browsers send and read exactly these.
+TUS_REQUEST_HEADERS = (
+    "tus-resumable",
+    "upload-length",
+    "upload-offset",
+    "upload-metadata",
+    "upload-checksum",
+    "upload-concat",
+    "upload-defer-length",
+    "x-request-id",
+)
+TUS_RESPONSE_HEADERS = (
+    "Location",
+    "Tus-Resumable",
+    "Tus-Version",
+    "Tus-Extension",
+    "Tus-Max-Size",
+    "Tus-Checksum-Algorithm",
+    "Upload-Offset",
+    "Upload-Length",
+    "Upload-Metadata",
+    "Upload-Expires",
+    "Upload-Concat",
+    "X-Request-ID",
+)

@@ -1,6 +1,6 @@
-from django.urls import path
+from django.urls import include, path
 
-from portal.views import cleanup, health, uploads
+from portal.views import cleanup, health, tus, uploads
 
 app_name = "portal"
 
@@ -8,6 +8,7 @@ urlpatterns = [
     path("health", health.health, name="health"),
     path("ready", health.ready, name="ready"),
     path("health/cleanup", cleanup.cleanup_status, name="health-cleanup"),
+    path("uploads/tus/", include(tus.urlpatterns)),
     path("uploads/openapi.json", uploads.openapi, name="upload-openapi"),
     path("uploads/sessions", uploads.sessions, name="upload-sessions"),
     path("uploads/sessions/<str:session_id>", uploads.session_detail, name="upload-session"),

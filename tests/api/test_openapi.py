@@ -13,7 +13,8 @@ def upload_routes() -> dict[str, set[str]]:
     routes = {}
     for pattern in urls.urlpatterns:
         route = str(pattern.pattern)
-        if route.startswith("uploads/"):
+        # An included URLconf is tus (SPEC §13): its own protocol, not the JSON API.
+        if route.startswith("uploads/") and not hasattr(pattern, "url_patterns"):
             template = "/" + route.replace("<str:", "{").replace(">", "}")
             routes[template] = {m.lower() for m in pattern.callback.allowed_methods}
     return routes
