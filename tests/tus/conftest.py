@@ -89,3 +89,19 @@ def tus_user(db):
 @pytest.fixture
 def tus(tus_user):
     return TusClient(create_api_token(user=tus_user).plaintext)
+
+
+@pytest.fixture
+def portal_server(tmp_path, storage_root):
+    """A gunicorn process of the portal sharing the test database and storage root."""
+    from tests.tus.server import PortalServer
+
+    server = PortalServer(
+        storage_root,
+        chunk_size=64 * 1024,
+        log_path=tmp_path / "server.log",
+        CORS_ALLOWED_ORIGINS="http://127.0.0.1",
+    )
+    server.start()
+    yield server
+    server.kill()
