@@ -9,7 +9,7 @@ import portal.models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("portal", "0003_part_fillfactor"),
+        ("portal", "0004_cleanup_ownership"),
     ]
 
     operations = [
