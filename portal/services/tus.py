@@ -22,7 +22,7 @@ emptied partial sessions and finalizes, so there is one file and one
 
 import base64
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import BinaryIO
 
@@ -149,9 +149,19 @@ def parse_checksum(header: str | None) -> Checksum | None:
 
 
 def _get(user, upload_id, *, for_update=False) -> tuple[UploadSession, TusUpload]:
-    session = get_owned_session(user=user, session_id=upload_id, for_update=for_update)
-    tus = TusUpload.objects.filter(session=session)
-    tus = (tus.select_for_update() if for_update else tus).first()
+    if for_update:
+        session = get_owned_session(user=user, session_id=upload_id, for_update=True)
+        tus = TusUpload.objects.select_for_update().filter(session=session).first()
+    else:  # one query: the ownership filter of get_owned_session, with the tus row joined
+        session = (
+            UploadSession.objects.owned_by(user)
+            .select_related("file", "tus")
+            .filter(pk=parse_session_id(upload_id))
+            .first()
+        )
+        if session is None:
+            raise NotFound("No such upload session.")
+        tus = getattr(session, "tus", None)
     if tus is None:  # a JSON-API session is not a tus upload
         raise NotFound("No such upload session.")
     return session, tus
@@ -212,7 +222,16 @@ def create_upload(
         TusUpload.objects.create(
             session_id=status.session_id, metadata=metadata.raw, is_partial=is_partial
         )
-    return get_upload(user=user, upload_id=status.session_id)
+    return TusState(
+        upload_id=status.session_id,
+        offset=0,
+        length=status.total_size_bytes,
+        metadata=metadata.raw,
+        expires_at=status.expires_at,
+        is_partial=is_partial,
+        is_final=False,
+        complete=False,
+    )
 
 
 def create_final(
@@ -367,10 +386,11 @@ def append(
         if written:
             discard(storage, *(stored.key for _, stored, _ in written))
     session, tus = _get(user, upload_id)
-    if not tus.is_partial and _offset(session, tus) == session.total_size_bytes:
+    state = _state(session, tus)
+    if not tus.is_partial and state.offset == state.length and not state.complete:
         finalize_session(user=user, session_id=session.pk, storage=storage, now=now)
-        session, tus = _get(user, upload_id)
-    return _state(session, tus)
+        state = replace(state, expires_at=None, complete=True)
+    return state
 
 
 def _stream_pieces(session, tus, body: _Body, written, storage, *, commit: bool, now) -> None:
@@ -403,13 +423,16 @@ def _commit(session, tus, number: int, stored: StoredObject, *, base: str, stora
 
     Either way the tail the row pointed at is spent afterwards and deleted.
     """
+    spent = ""
     if stored.size == expected_part_size(session, number):
         accept_part(session, number, stored, storage=storage, now=now)
-        with transaction.atomic():
-            spent = _locked_tail(tus, up_to=number)
-            TusUpload.objects.filter(pk=tus.pk, tail_key=spent).update(
-                tail_key="", tail_size=0, tail_part_number=0
-            )
+        if tus.tail_key:  # as last read: a PATCH that found and made no tail skips this
+            with transaction.atomic():
+                spent = _locked_tail(tus, up_to=number)
+                TusUpload.objects.filter(pk=tus.pk, tail_key=spent).update(
+                    tail_key="", tail_size=0, tail_part_number=0
+                )
+            tus.tail_key = "" if spent else tus.tail_key
     else:
         with transaction.atomic():
             locked = UploadSession.objects.select_for_update().get(pk=session.pk)
@@ -421,6 +444,7 @@ def _commit(session, tus, number: int, stored: StoredObject, *, base: str, stora
             TusUpload.objects.filter(pk=tus.pk).update(
                 tail_key=stored.key, tail_size=stored.size, tail_part_number=number
             )
+            tus.tail_key = stored.key
             UploadSession.objects.filter(pk=locked.pk).update(last_activity_at=now)
         log.info(
             "tus.tail_stored",

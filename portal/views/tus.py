@@ -137,14 +137,16 @@ def uploads(request):
         ids = [_upload_id(url) for url in concat.removeprefix("final;").split()]
         state = tus.create_final(user=request.user, partial_ids=ids, metadata=metadata)
     elif concat in ("", "partial"):
+        # creation-with-upload: a body comes with the POST; its headers are checked first.
+        body = _body_of(request) if content_length_of(request) else None
         state = tus.create_upload(
             user=request.user,
             length=_integer_header(request, "Upload-Length"),
             metadata=metadata,
             is_partial=concat == "partial",
         )
-        if request.headers.get("Content-Type"):  # creation-with-upload
-            stream, length, checksum = _body_of(request)
+        if body is not None:
+            stream, length, checksum = body
             state = tus.append(
                 user=request.user,
                 upload_id=state.upload_id,

@@ -266,3 +266,13 @@ def test_termination_foreign_object_beside_the_tail_survives(tus, fs_storage, st
     assert tus.delete(url).status_code == 204
     assert tail not in temp_objects(fs_storage)
     assert foreign.read_bytes() == b"keep"
+
+
+def test_creation_with_a_wrong_body_type_is_415_and_creates_nothing(tus, fs_storage):
+    response = tus.request(
+        "POST", "/uploads/tus/", b"abc", "text/plain", **{"Upload-Length": str(len(DATA))}
+    )
+    assert response.status_code == 415
+    assert UploadSession.objects.count() == 0
+    empty = tus.request("POST", "/uploads/tus/", b"", "text/plain", **{"Upload-Length": "5"})
+    assert empty.status_code == 201  # an empty body is plain creation, whatever its type
