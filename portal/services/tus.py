@@ -306,7 +306,7 @@ class _Body:
             return b""
         try:
             data = self.stream.read(min(size, self.left))
-        except OSError:  # the client went away: keep what arrived
+        except ConnectionError:  # the client went away: keep what arrived
             data = b""
         if not data:
             self.ended = True

@@ -276,3 +276,85 @@ def test_creation_with_a_wrong_body_type_is_415_and_creates_nothing(tus, fs_stor
     assert UploadSession.objects.count() == 0
     empty = tus.request("POST", "/uploads/tus/", b"", "text/plain", **{"Upload-Length": "5"})
     assert empty.status_code == 201  # an empty body is plain creation, whatever its type
+
+
+class Stalled(Exception):
+    """What a timed body reader raises when the client stops sending."""
+
+
+class BreaksAfter:
+    """A body stream that raises ``error`` after ``good`` bytes."""
+
+    def __init__(self, data: bytes, good: int, error: Exception):
+        self.data, self.good, self.sent, self.error = data, good, 0, error
+
+    def read(self, size=-1):
+        if self.sent >= self.good:
+            raise self.error
+        piece = self.data[self.sent : min(self.good, self.sent + (size if size > 0 else 1 << 30))]
+        self.sent += len(piece)
+        return piece
+
+
+@pytest.mark.parametrize("with_checksum", [False, True])
+def test_a_body_that_fails_leaves_no_uncounted_object(tus, tus_user, fs_storage, with_checksum):
+    from portal.services import tus as tus_service
+
+    url = path_of(tus.create(len(DATA)))
+    upload_id = url.rsplit("/", 1)[1]
+    tus.patch(url, 0, DATA[:5])
+    check = tus_service.parse_checksum(checksum("sha1", DATA[5:40])) if with_checksum else None
+    with pytest.raises(Stalled):
+        tus_service.append(
+            user=tus_user,
+            upload_id=upload_id,
+            offset=5,
+            stream=BreaksAfter(DATA[5:40], good=20, error=Stalled()),
+            content_length=35,
+            checksum=check,
+        )
+    tail = TusUpload.objects.get()
+    keys = {part.temp_storage_key for part in UploadPart.objects.all()} | {tail.tail_key} - {""}
+    assert set(temp_objects(fs_storage)) == keys  # every object is a counted part or the tail
+    offset = int(tus.head(url)["Upload-Offset"])
+    # Without a checksum whole parts that arrived count; with one nothing does.
+    assert offset == (5 if with_checksum else 24)
+    assert tus.patch(url, offset, DATA[offset:]).status_code == 204
+    assert stored_bytes(fs_storage, upload_id) == DATA
+
+
+def test_head_finalizes_an_upload_whose_finalize_failed(tus, fs_storage, monkeypatch):
+    from portal.exceptions import StorageUnavailable
+
+    url = path_of(tus.create(len(DATA)))
+    assemble = type(fs_storage).assemble_final
+
+    def down(*args, **kwargs):
+        raise StorageUnavailable("storage went away")
+
+    monkeypatch.setattr(type(fs_storage), "assemble_final", down)
+    failed = tus.patch(url, 0, DATA)
+    assert failed.status_code == 503
+    assert failed.json()["error"]["code"] == "storage_unavailable"
+    assert stored_events() == []
+    monkeypatch.setattr(type(fs_storage), "assemble_final", assemble)
+    head = tus.head(url)  # the client's resume
+    assert head["Upload-Offset"] == str(len(DATA))
+    assert stored_bytes(fs_storage, url.rsplit("/", 1)[1]) == DATA
+    assert len(stored_events()) == 1
+
+
+def test_a_client_that_hangs_up_keeps_what_arrived(tus, tus_user, fs_storage):
+    from portal.services import tus as tus_service
+
+    url = path_of(tus.create(len(DATA)))
+    state = tus_service.append(
+        user=tus_user,
+        upload_id=url.rsplit("/", 1)[1],
+        offset=0,
+        stream=BreaksAfter(DATA, good=19, error=ConnectionResetError()),
+        content_length=len(DATA),
+    )
+    assert state.offset == 19  # two parts and a tail of 3: durable, resumable
+    assert tus.head(url)["Upload-Offset"] == "19"
+    assert len(temp_objects(fs_storage)) == 3
