@@ -1,6 +1,7 @@
 """tus 1.0.0 over Django's test client: core, creation, checksum, concatenation, termination."""
 
 import hashlib
+import os
 import re
 from datetime import timedelta
 
@@ -358,3 +359,25 @@ def test_a_client_that_hangs_up_keeps_what_arrived(tus, tus_user, fs_storage):
     assert state.offset == 19  # two parts and a tail of 3: durable, resumable
     assert tus.head(url)["Upload-Offset"] == "19"
     assert len(temp_objects(fs_storage)) == 3
+
+
+@pytest.mark.s3
+def test_tails_and_concatenation_on_s3(tus, s3_storage, settings):
+    """On S3: 5 MiB parts, tails as objects, partials whose parts S3 cannot copy."""
+    MiB = 1024 * 1024
+    settings.PORTAL_CHUNK_SIZE = settings.PORTAL_CHUNK_SIZE_MIN = 5 * MiB
+    settings.PORTAL_MAX_FILE_SIZE = settings.PORTAL_CHUNK_SIZE_MAX = 64 * MiB
+    data = os.urandom(12 * MiB + 3)
+    url = path_of(tus.create(len(data)))
+    for start, end in ((0, 3 * MiB), (3 * MiB, 9 * MiB), (9 * MiB, len(data))):
+        assert tus.patch(url, start, data[start:end]).status_code == 204
+    assert stored_bytes(s3_storage, url.rsplit("/", 1)[1]) == data
+    partials = []
+    for piece in (data[: 6 * MiB + 1], data[6 * MiB + 1 :]):
+        partial = path_of(tus.create(len(piece), **{"Upload-Concat": "partial"}))
+        assert tus.patch(partial, 0, piece).status_code == 204
+        partials.append(partial)
+    final = tus.create(None, **{"Upload-Concat": "final;" + " ".join(partials)})
+    assert final.status_code == 201, final.content
+    assert stored_bytes(s3_storage, path_of(final).rsplit("/", 1)[1]) == data
+    assert len(stored_events()) == 2
