@@ -20,7 +20,6 @@ emptied partial sessions and finalizes, so there is one file and one
 ``file.stored`` event.
 """
 
-import base64
 import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -101,48 +100,6 @@ class TusState:
 class Checksum:
     algorithm: str
     digest: bytes
-
-
-def parse_metadata(header: str) -> TusMetadata:
-    """``key base64value,key2 …`` → ``TusMetadata``; 400 on a malformed pair."""
-    pairs = {}
-    for item in filter(None, (part.strip() for part in header.split(","))):
-        key, _, value = item.partition(" ")
-        if not key or key in pairs:
-            raise UploadRejected(f"Upload-Metadata key {key!r} is empty or repeated.")
-        try:
-            pairs[key] = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except ValueError:
-            raise UploadRejected(
-                f"Upload-Metadata value of {key!r} is not base64 of UTF-8 text.",
-                code="invalid_metadata",
-            ) from None
-    return TusMetadata(
-        raw=header.strip(),
-        filename=pairs.get("filename") or pairs.get("name") or DEFAULT_FILENAME,
-        filetype=pairs.get("filetype") or pairs.get("type") or "",
-        retention_class=pairs.get("retention_class", ""),
-    )
-
-
-def parse_checksum(header: str | None) -> Checksum | None:
-    """``Upload-Checksum: <algorithm> <base64 digest>``; 400 for an unknown algorithm."""
-    if header is None:
-        return None
-    algorithm, _, value = header.strip().partition(" ")
-    if algorithm not in CHECKSUM_ALGORITHMS:
-        raise UploadRejected(
-            f"Checksum algorithm {algorithm!r} is not supported; use "
-            f"{', '.join(CHECKSUM_ALGORITHMS)}.",
-            code="unsupported_checksum_algorithm",
-        )
-    try:
-        digest = base64.b64decode(value.strip(), validate=True)
-    except ValueError:
-        digest = b""
-    if len(digest) != CHECKSUM_ALGORITHMS[algorithm]().digest_size:
-        raise UploadRejected("Upload-Checksum is not a base64 digest.", code="invalid_checksum")
-    return Checksum(algorithm=algorithm, digest=digest)
 
 
 # -- state -----------------------------------------------------------------

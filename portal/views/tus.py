@@ -5,6 +5,7 @@ answer carries ``Tus-Resumable``. OPTIONS needs no token (a browser's preflight
 sends none); everything else is bearer-token authenticated like the JSON API.
 """
 
+import base64
 import functools
 
 import structlog
@@ -93,6 +94,48 @@ def _options() -> HttpResponse:
     return response
 
 
+def parse_metadata(header: str) -> tus.TusMetadata:
+    """``key base64value,key2 …`` → ``TusMetadata``; 400 on a malformed pair."""
+    pairs = {}
+    for item in filter(None, (part.strip() for part in header.split(","))):
+        key, _, value = item.partition(" ")
+        if not key or key in pairs:
+            raise UploadRejected(f"Upload-Metadata key {key!r} is empty or repeated.")
+        try:
+            pairs[key] = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except ValueError:
+            raise UploadRejected(
+                f"Upload-Metadata value of {key!r} is not base64 of UTF-8 text.",
+                code="invalid_metadata",
+            ) from None
+    return tus.TusMetadata(
+        raw=header.strip(),
+        filename=pairs.get("filename") or pairs.get("name") or tus.DEFAULT_FILENAME,
+        filetype=pairs.get("filetype") or pairs.get("type") or "",
+        retention_class=pairs.get("retention_class", ""),
+    )
+
+
+def parse_checksum(header: str | None) -> tus.Checksum | None:
+    """``Upload-Checksum: <algorithm> <base64 digest>``; 400 for an unknown algorithm."""
+    if header is None:
+        return None
+    algorithm, _, value = header.strip().partition(" ")
+    if algorithm not in tus.CHECKSUM_ALGORITHMS:
+        raise UploadRejected(
+            f"Checksum algorithm {algorithm!r} is not supported; use "
+            f"{', '.join(tus.CHECKSUM_ALGORITHMS)}.",
+            code="unsupported_checksum_algorithm",
+        )
+    try:
+        digest = base64.b64decode(value.strip(), validate=True)
+    except ValueError:
+        digest = b""
+    if len(digest) != tus.CHECKSUM_ALGORITHMS[algorithm]().digest_size:
+        raise UploadRejected("Upload-Checksum is not a base64 digest.", code="invalid_checksum")
+    return tus.Checksum(algorithm=algorithm, digest=digest)
+
+
 def _integer_header(request, name: str) -> int | None:
     value = request.headers.get(name)
     if value is None:
@@ -125,13 +168,13 @@ def _upload_id(url: str) -> str:
 def _body_of(request) -> tuple[object, int | None, tus.Checksum | None]:
     if request.headers.get("Content-Type", "").split(";")[0].strip() != OFFSET_CONTENT_TYPE:
         raise UnsupportedMediaType(f"Send the bytes as Content-Type: {OFFSET_CONTENT_TYPE}.")
-    checksum = tus.parse_checksum(request.headers.get("Upload-Checksum"))
+    checksum = parse_checksum(request.headers.get("Upload-Checksum"))
     return read_body(request), content_length_of(request), checksum
 
 
 @tus_view("POST")
 def uploads(request):
-    metadata = tus.parse_metadata(request.headers.get("Upload-Metadata", ""))
+    metadata = parse_metadata(request.headers.get("Upload-Metadata", ""))
     concat = request.headers.get("Upload-Concat", "").strip()
     if concat.startswith("final;"):
         ids = [_upload_id(url) for url in concat.removeprefix("final;").split()]
