@@ -6,11 +6,8 @@ onto parts of the session's chunk size: bytes ``[(n-1)·chunk, n·chunk)`` are p
 ``chunks.accept_part`` exactly as a ``PUT …/parts/n`` would be, and the bytes past
 the last whole part (the *tail*) are written as one more temp object (a temp-part
 key of the next part number) that the ``TusUpload`` row points at. The next PATCH
-reads that tail back in front of its own bytes, so
-
-    offset = session.bytes_received + tail_size
-
-is always exactly what storage durably holds. A PATCH with ``Upload-Checksum``
+reads that tail back in front of its own bytes, so ``offset = bytes_received +
+tail_size`` is always exactly what storage durably holds (PEP 0024). A PATCH with ``Upload-Checksum``
 writes all its objects first and counts none of them unless the body matches.
 Reaching ``Upload-Length`` finalizes through ``finalize.finalize_session``.
 
@@ -35,6 +32,7 @@ from portal.exceptions import (
     Conflict,
     LengthRequired,
     NotFound,
+    ObjectMissing,
     PartTooLarge,
     TooLarge,
     UploadRejected,
@@ -357,7 +355,7 @@ def _stream_pieces(session, tus, body: _Body, written, storage, *, commit: bool,
     head_key = tus.tail_key if tail else ""
     while body.left > 0 and not body.ended:
         expected = expected_part_size(session, number)
-        head = storage.open(head_key) if head_key else None
+        head = _open_tail(session, tus, head_key, storage) if head_key else None
         piece = _Piece(head, body, expected - tail)
         try:
             stored = storage.write_temp_part(session.pk, number, piece, max_bytes=expected)
@@ -373,6 +371,23 @@ def _stream_pieces(session, tus, body: _Body, written, storage, *, commit: bool,
         if stored.size < expected:
             return
         number, tail, head_key = number + 1, 0, ""
+
+
+def _open_tail(session, tus, key: str, storage) -> BinaryIO:
+    """The tail object; if it is gone, forget it and send the client back to the parts."""
+    try:
+        return storage.open(key)
+    except ObjectMissing:
+        TusUpload.objects.filter(pk=tus.pk, tail_key=key).update(
+            tail_key="", tail_size=0, tail_part_number=0
+        )
+        log.warning("tus.tail_missing", session_id=str(session.pk), key=key)
+        raise Conflict(
+            "The stored tail of this upload is gone; resume from Upload-Offset "
+            f"{session.bytes_received}.",
+            code="offset_mismatch",
+            offset=session.bytes_received,
+        ) from None
 
 
 def _commit(session, tus, number: int, stored: StoredObject, *, base: str, storage, now):

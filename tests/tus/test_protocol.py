@@ -382,3 +382,15 @@ def test_tails_and_concatenation_on_s3(tus, s3_storage, settings):
     assert final.status_code == 201, final.content
     assert stored_bytes(s3_storage, path_of(final).rsplit("/", 1)[1]) == data
     assert len(stored_events()) == 2
+
+
+def test_a_missing_tail_sends_the_client_back_to_the_counted_parts(tus, fs_storage):
+    url = path_of(tus.create(len(DATA)))
+    tus.patch(url, 0, DATA[:13])  # part 1 and a tail of 5
+    fs_storage.delete_many([TusUpload.objects.get().tail_key])  # e.g. an operator's rm
+    lost = tus.patch(url, 13, DATA[13:20])
+    assert lost.status_code == 409
+    assert lost.json()["error"]["offset"] == 8
+    assert tus.head(url)["Upload-Offset"] == "8"
+    assert tus.patch(url, 8, DATA[8:]).status_code == 204
+    assert stored_bytes(fs_storage, url.rsplit("/", 1)[1]) == DATA
