@@ -167,7 +167,6 @@ TUS_REQUEST_HEADERS = (
     "upload-metadata",
     "upload-checksum",
     "upload-concat",
-    "upload-defer-length",
     "x-request-id",
 )
 TUS_RESPONSE_HEADERS = (

@@ -306,9 +306,9 @@ def append(
     now = now or timezone.now()
     storage = storage or get_storage()
     session, tus = _get(user, upload_id)
-    ensure_accepts_writes(session, now=now)
     if tus.is_final:
         raise TusForbidden("A final upload takes no PATCH.", code="final_upload")
+    ensure_accepts_writes(session, now=now)
     current = _offset(session, tus)
     if offset != current:
         raise Conflict(

@@ -232,7 +232,9 @@ def test_concatenation_of_partial_uploads(tus, fs_storage):
     assert event.payload["file"]["filename"] == "joined.bin"
     assert UploadSession.objects.count() == 1  # the emptied partials are gone
     assert tus.head(urls[0]).status_code == 404
-    assert tus.patch(path_of(final), len(DATA), b"x").status_code in (403, 409)
+    refused = tus.patch(path_of(final), len(DATA), b"x")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "final_upload"
 
 
 def test_concatenation_refuses_incomplete_partials(tus, fs_storage):
