@@ -255,6 +255,9 @@ def test_leftover_tail_has_the_part_key_shape_and_the_sweep_removes_it(tus, fs_s
     session_id = url.rsplit("/", 1)[1]
     tail = TusUpload.objects.get().tail_key
     assert re.fullmatch(rf"tmp/{session_id[-2:]}/{session_id}-000001-[0-9a-f]{{32}}\.part", tail)
+    # While the session is active, the sweep keeps the tail however old it is.
+    sweep_orphan_storage_objects(now=timezone.now() + timedelta(days=1))
+    assert temp_objects(fs_storage) == [tail]
     # Left behind on purpose, as a crash between abort and its delete would leave it.
     UploadSession.objects.update(status="aborted", finished_at=timezone.now())
     sweep_orphan_storage_objects(now=timezone.now() + timedelta(days=1))
