@@ -7,10 +7,15 @@ class PortalConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from celery.signals import beat_init
+        from django.db.models.signals import post_migrate
+
         from portal import checks  # noqa: F401 - registers the system checks
         from portal.lookups import register_any_lookup
-        from portal.receivers import kick_dispatcher
+        from portal.receivers import install_schedule, install_schedule_on_beat, kick_dispatcher
         from portal.signals import event_emitted
 
         event_emitted.connect(kick_dispatcher, dispatch_uid="portal.kick_dispatcher")
+        post_migrate.connect(install_schedule, sender=self, dispatch_uid="portal.schedule")
+        beat_init.connect(install_schedule_on_beat, dispatch_uid="portal.schedule", weak=False)
         register_any_lookup(self.get_models())

@@ -16,7 +16,6 @@ one stored file and one event; the others answer with that result.
 
 import re
 
-import structlog
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -29,6 +28,7 @@ from portal.exceptions import (
     StorageError,
     UploadRejected,
 )
+from portal.logs import get_logger
 from portal.models import UploadFile, UploadPart, UploadSession
 from portal.services.outbox import emit_event
 from portal.services.sessions import (
@@ -40,7 +40,7 @@ from portal.services.sessions import (
 )
 from portal.storage import StorageAdapter, StoredObject, get_storage
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 CHECKSUM_MISMATCH = "checksum_mismatch"

@@ -21,15 +21,15 @@ from collections.abc import Callable
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 
-import structlog
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.utils import load_backend
 
 from portal import conf
 from portal.exceptions import StorageError
+from portal.logs import get_logger
 from portal.storage import StorageAdapter, get_storage
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # Enough for the database and storage checks plus one of each still hanging.
 POOL_SIZE = 4

@@ -10,11 +10,7 @@ reads that tail back in front of its own bytes, so ``offset = bytes_received +
 tail_size`` is always exactly what storage durably holds (PEP 0024). A PATCH with ``Upload-Checksum``
 writes all its objects first and counts none of them unless the body matches.
 Reaching ``Upload-Length`` finalizes through ``finalize.finalize_session``.
-
-Concatenation: each partial upload is a session of its own; the final upload moves
-the partials' part rows, renumbered in order, onto a new session, deletes the
-emptied partial sessions and finalizes, so there is one file and one
-``file.stored`` event.
+Concatenation moves complete partials' part rows onto one new session (PEP 0024).
 """
 
 import hashlib
@@ -22,6 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import BinaryIO
 
+import pydantic
 import structlog
 from django.db import transaction
 from django.db.models import F
@@ -58,14 +55,11 @@ DEFAULT_FILENAME = "upload"
 
 
 class TusChecksumMismatch(ChecksumMismatch):
-    """tus answers a body that does not match ``Upload-Checksum`` with 460."""
-
-    status = 460
+    status = 460  # tus's answer to a body that does not match Upload-Checksum
 
 
 class TusForbidden(UploadRejected):
-    status = 403
-    code = "forbidden"
+    status, code = 403, "forbidden"
 
 
 @dataclass(frozen=True)
@@ -166,7 +160,7 @@ def create_upload(
     """POST: a new session for ``length`` bytes (its chunk size is the portal's default)."""
     if length is None:
         raise UploadRejected("Upload-Length is required.", code="invalid_upload_length")
-    request = SessionRequest.validate(
+    request = _session_request(
         original_filename=metadata.filename,
         content_type=metadata.filetype or None,
         total_size_bytes=length,
@@ -189,6 +183,16 @@ def create_upload(
     )
 
 
+def _session_request(**fields) -> SessionRequest:
+    """The JSON API's session request model; its refusals keep their 400/413."""
+    try:
+        return SessionRequest.model_validate(fields)
+    except pydantic.ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        field = ".".join(str(part) for part in first["loc"]) or "metadata"
+        raise UploadRejected(f"{field}: {first['msg']}.", code="invalid_field") from None
+
+
 def create_final(
     *, user, partial_ids: list[str], metadata: TusMetadata, storage=None, now=None
 ) -> TusState:
@@ -200,7 +204,7 @@ def create_final(
     if len(set(ids)) != len(ids):
         raise UploadRejected("Upload-Concat names an upload twice.", code="invalid_concat")
     total = sum(_complete_partial(user, pk, now=now).total_size_bytes for pk in ids)
-    request = SessionRequest.validate(
+    request = _session_request(
         original_filename=metadata.filename,
         content_type=metadata.filetype or None,
         total_size_bytes=total,
@@ -391,10 +395,7 @@ def _open_tail(session, tus, key: str, storage) -> BinaryIO:
 
 
 def _commit(session, tus, number: int, stored: StoredObject, *, base: str, storage, now):
-    """Count a whole part, or point the tus row at a new tail built on tail ``base``.
-
-    Either way the tail the row pointed at is spent afterwards and deleted.
-    """
+    """Count a whole part or make ``stored`` the tail (built on ``base``); drop the old tail."""
     spent = ""
     if stored.size == expected_part_size(session, number):
         accept_part(session, number, stored, storage=storage, now=now)

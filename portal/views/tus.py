@@ -18,6 +18,7 @@ from portal import conf
 from portal.auth import authenticate_request
 from portal.exceptions import StorageError, UploadRejected
 from portal.services import tus
+from portal.views.bodies import idle_timeout_body
 from portal.views.uploads import content_length_of, error_response
 
 log = structlog.get_logger(__name__)
@@ -35,15 +36,6 @@ class PreconditionFailed(UploadRejected):
 class UnsupportedMediaType(UploadRejected):
     status = 415
     code = "unsupported_media_type"
-
-
-def read_body(request):
-    """The one function through which a PATCH body is read (a file-like stream).
-
-    The request is file-like over the body, limited to Content-Length; the service
-    reads it in bounded pieces. Swap in the part idle-timeout reader here.
-    """
-    return request
 
 
 def tus_view(*methods):
@@ -165,11 +157,11 @@ def _upload_id(url: str) -> str:
     return url.rstrip("/").rpartition("/")[2]
 
 
-def _body_of(request) -> tuple[object, int | None, tus.Checksum | None]:
+def _body_of(request) -> tuple[int | None, tus.Checksum | None]:
     if request.headers.get("Content-Type", "").split(";")[0].strip() != OFFSET_CONTENT_TYPE:
         raise UnsupportedMediaType(f"Send the bytes as Content-Type: {OFFSET_CONTENT_TYPE}.")
     checksum = parse_checksum(request.headers.get("Upload-Checksum"))
-    return read_body(request), content_length_of(request), checksum
+    return content_length_of(request), checksum
 
 
 @tus_view("POST")
@@ -189,15 +181,16 @@ def uploads(request):
             is_partial=concat == "partial",
         )
         if body is not None:
-            stream, length, checksum = body
-            state = tus.append(
-                user=request.user,
-                upload_id=state.upload_id,
-                offset=0,
-                stream=stream,
-                content_length=length,
-                checksum=checksum,
-            )
+            length, checksum = body
+            with idle_timeout_body(request) as stream:  # the part idle timeout applies
+                state = tus.append(
+                    user=request.user,
+                    upload_id=state.upload_id,
+                    offset=0,
+                    stream=stream,
+                    content_length=length,
+                    checksum=checksum,
+                )
     else:
         raise UploadRejected("Upload-Concat must be 'partial' or 'final;…'.", code="invalid_concat")
     response = _state_headers(HttpResponse(status=201), state)
@@ -219,15 +212,16 @@ def upload(request, upload_id):
     offset = _integer_header(request, "Upload-Offset")
     if offset is None:
         raise UploadRejected("Upload-Offset is required.", code="invalid_header")
-    stream, length, checksum = _body_of(request)
-    state = tus.append(
-        user=request.user,
-        upload_id=upload_id,
-        offset=offset,
-        stream=stream,
-        content_length=length,
-        checksum=checksum,
-    )
+    length, checksum = _body_of(request)
+    with idle_timeout_body(request) as stream:  # the part idle timeout applies
+        state = tus.append(
+            user=request.user,
+            upload_id=upload_id,
+            offset=offset,
+            stream=stream,
+            content_length=length,
+            checksum=checksum,
+        )
     return _state_headers(HttpResponse(status=204), state)
 
 
