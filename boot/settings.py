@@ -8,6 +8,7 @@ name. Pick a class with ``DJANGO_CONFIGURATION`` (``Dev``, ``Test``,
 from pathlib import Path
 
 from configurations import Configuration
+from corsheaders.defaults import default_headers, default_methods
 
 from boot import env
 from boot.logging import configure_structlog, logging_config
@@ -38,12 +39,15 @@ class Base(PortalSettings, Configuration):
         "django.contrib.messages",
         "django.contrib.staticfiles",
         "django_celery_beat",
+        "corsheaders",
         "portal",
     ]
     MIDDLEWARE = [
         # First: probes are answered before host validation and the HTTPS redirect.
         "portal.middleware.ProbeMiddleware",
         "portal.middleware.RequestIdMiddleware",
+        # Before CommonMiddleware, so preflights and errors carry the CORS headers.
+        "corsheaders.middleware.CorsMiddleware",
         "django.middleware.security.SecurityMiddleware",
         "django.contrib.sessions.middleware.SessionMiddleware",
         "django.middleware.common.CommonMiddleware",
@@ -77,6 +81,16 @@ class Base(PortalSettings, Configuration):
     USE_TZ = True
     STATIC_URL = "static/"
     STATIC_ROOT = VAR_DIR / "static"
+
+    # -- CORS for browser tus clients (django-cors-headers, SPEC §13) -------------
+    # Origins allowed to upload over /uploads/tus/ from a browser, e.g.
+    # CORS_ALLOWED_ORIGINS=https://app.example.org; empty: no cross-origin upload.
+    CORS_ALLOWED_ORIGINS = env.ListValue([])
+    CORS_URLS_REGEX = r"^/uploads/tus/"
+    CORS_ALLOW_METHODS = (*default_methods, "HEAD")
+    CORS_ALLOW_HEADERS = (*default_headers, *portal_conf.TUS_REQUEST_HEADERS)
+    CORS_EXPOSE_HEADERS = portal_conf.TUS_RESPONSE_HEADERS
+    CORS_PREFLIGHT_MAX_AGE = 86400
 
     # -- S3, with django-storages' own names ------------------------------------
     AWS_STORAGE_BUCKET_NAME = env.Value("")

@@ -207,3 +207,31 @@ def metrics_multiprocess_dir() -> str:
     Read from the environment, not settings: the library reads it there when imported.
     """
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
+
+# -- tus (SPEC §13) -----------------------------------------------------------
+# Protocol constants, not settings: a host's CORS configuration (django-cors-headers'
+# CORS_ALLOW_HEADERS / CORS_EXPOSE_HEADERS) lets browsers send and read exactly these.
+TUS_REQUEST_HEADERS = (
+    "tus-resumable",
+    "upload-length",
+    "upload-offset",
+    "upload-metadata",
+    "upload-checksum",
+    "upload-concat",
+    "x-request-id",
+)
+TUS_RESPONSE_HEADERS = (
+    "Location",
+    "Tus-Resumable",
+    "Tus-Version",
+    "Tus-Extension",
+    "Tus-Max-Size",
+    "Tus-Checksum-Algorithm",
+    "Upload-Offset",
+    "Upload-Length",
+    "Upload-Metadata",
+    "Upload-Expires",
+    "Upload-Concat",
+    "X-Request-ID",
+)

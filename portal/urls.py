@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from portal.views import cleanup, health, metrics, uploads
+from portal.views import cleanup, health, metrics, tus, uploads
 
 app_name = "portal"
 
@@ -9,5 +9,6 @@ urlpatterns = [
     path("ready", health.ready, name="ready"),
     path("metrics", metrics.metrics, name="metrics"),
     path("health/cleanup", cleanup.cleanup_status, name="health-cleanup"),
+    path("uploads/tus/", include(tus.urlpatterns)),
     path("uploads/", include((uploads.urlpatterns(), "uploads"))),
 ]

@@ -11,7 +11,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("portal", "0004_cleanup_ownership"),
+        ("portal", "0006_tus"),
     ]
 
     operations = [

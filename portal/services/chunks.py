@@ -105,6 +105,24 @@ def receive_part(
             f"Part {part_number} must be {expected} bytes; the body is longer.",
             code="part_too_large",
         ) from None
+    return accept_part(session, part_number, stored, sha256=sha256, storage=storage, now=now)
+
+
+def accept_part(
+    session: UploadSession,
+    part_number: int,
+    stored: StoredObject,
+    *,
+    sha256: str | None = None,
+    storage: StorageAdapter,
+    now,
+) -> PartReceipt:
+    """Count an object just written for part ``part_number``, or discard it.
+
+    The one place a written part is checked (size, ``sha256``) and counted; both the
+    JSON API and tus (``portal.services.tus``) go through it.
+    """
+    expected = expected_part_size(session, part_number)
     counted = False
     try:
         if stored.size != expected:
@@ -121,7 +139,7 @@ def receive_part(
         counted = receipt.created
     finally:
         if not counted:
-            _discard(storage, stored)
+            discard(storage, stored.key)
     log.info(
         "part.received",
         session_id=str(session.pk),
@@ -185,12 +203,12 @@ def _record_part(session, part_number, stored: StoredObject, *, now) -> PartRece
     )
 
 
-def _discard(storage: StorageAdapter, stored: StoredObject) -> None:
-    """Delete an object that does not count; a failure leaves it to the orphan sweep."""
+def discard(storage: StorageAdapter, *keys: str) -> None:
+    """Delete temp objects that do not count; a failure leaves them to the orphan sweep."""
     try:
-        result = storage.delete_many([stored.key])
+        result = storage.delete_many(keys)
     except StorageError as exc:
-        log.warning("part.discard_failed", key=stored.key, error=str(exc))
+        log.warning("part.discard_failed", keys=list(keys), error=str(exc))
         return
-    if not result.ok:
-        log.warning("part.discard_failed", key=stored.key, error=result.errors[stored.key])
+    for key, error in result.errors.items():
+        log.warning("part.discard_failed", key=key, error=error)

@@ -1,0 +1,183 @@
+"""tus throughput and server memory: the portal's /uploads/tus/ against @tus/server, side by side.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal_bench \
+        .venv/bin/python bench/tus.py                        # 1 GiB + 200 x 1 MiB
+    .venv/bin/python bench/tus.py --big-mib 256 --small-count 50   # a quick run
+
+One run, one client: tus-js-client in Node (tests/tus/js, ``npm ci`` there first)
+uploads one large file (``--big-mib``, default 1024) and then ``--small-count``
+files of ``--small-mib`` (default 200 x 1 MiB, four at a time) to
+
+- the portal: gunicorn with the production configuration (``boot/gunicorn.conf.py``
+  when present, else gthread workers as in bench/upload.py), JSON logs at INFO, the
+  filesystem adapter in a temporary directory, PostgreSQL when DATABASE_URL is set
+  (a scratch database ``<name>_bench_tus``) else SQLite; every upload ends stored,
+  with its SHA-256 and its ``file.stored`` event;
+- the peer: ``@tus/server`` with ``@tus/file-store`` (``tests/tus/js/peer.mjs``) on
+  the same machine and disk.
+
+Prints one line per figure: each workload's throughput on both servers and the
+ratio portal/peer (goal >= 1.0x), and the portal's resident memory (master and
+workers summed from /proc, sampled during the run): idle, peak, growth (goal
+< 64 MiB).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+
+from bench.support import free_port, scratch_database  # noqa: E402
+from bench.upload import (  # noqa: E402
+    RssSampler,
+    make_token,
+    manage,
+    process_tree,
+    rss_bytes,
+    server_env,
+    wait_until_up,
+)
+
+MiB = 1024 * 1024
+JS = PROJECT / "tests" / "tus" / "js"
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--big-mib", type=int, default=1024, help="large file (default 1024)")
+    parser.add_argument("--small-count", type=int, default=200, help="small files (default 200)")
+    parser.add_argument("--small-mib", type=int, default=1, help="small file size (default 1)")
+    parser.add_argument("--concurrency", type=int, default=4, help="small files at a time")
+    parser.add_argument("--parallel-uploads", type=int, default=1, help="tus-js-client option")
+    return parser.parse_args()
+
+
+def write_file(path: Path, size: int) -> Path:
+    block = os.urandom(MiB)
+    with open(path, "wb") as out:
+        for offset in range(0, size, MiB):
+            out.write(block[: min(MiB, size - offset)])
+    return path
+
+
+def client(endpoint: str, token: str, files: list[Path], *, concurrency: int, parallel: int):
+    result = subprocess.run(
+        ["node", "bench.mjs", endpoint, token, str(concurrency), str(parallel), *map(str, files)],
+        cwd=JS,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def portal_command(port: int) -> list[str]:
+    conf = PROJECT / "boot" / "gunicorn.conf.py"
+    if conf.exists():
+        return [sys.executable, "-m", "gunicorn", "-c", str(conf), "--bind", f"127.0.0.1:{port}"]
+    return [
+        sys.executable, "-m", "gunicorn", "boot.wsgi:application",
+        "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread",
+        "--workers", "2", "--threads", "4", "--timeout", "600",
+    ]  # fmt: skip
+
+
+def main():
+    args = parse_args()
+    if not (JS / "node_modules" / "tus-js-client").exists():
+        raise SystemExit(f"run 'npm ci' in {JS} first")
+    workdir = Path(tempfile.mkdtemp(prefix="portal-bench-tus-", dir=PROJECT / "var"))
+    env = server_env(workdir)
+    database_url = os.environ.get("DATABASE_URL")
+    if database_url:
+        env["DATABASE_URL"] = scratch_database(database_url, suffix="bench_tus", create=True)
+    sources = workdir / "sources"
+    sources.mkdir()
+    big = [write_file(sources / "big.bin", args.big_mib * MiB)]
+    small = [
+        write_file(sources / f"small-{n:04d}.bin", args.small_mib * MiB)
+        for n in range(args.small_count)
+    ]
+    portal = peer = None
+    figures = {}
+    try:
+        manage(env, "migrate", "--verbosity", "0")
+        token = make_token(env)
+        port = free_port()
+        log_file = open(workdir / "server.log", "wb")  # noqa: SIM115 - closed with the server
+        portal = subprocess.Popen(
+            portal_command(port), cwd=PROJECT, env=env, stdout=log_file, stderr=log_file
+        )
+        base = f"http://127.0.0.1:{port}"
+        wait_until_up(base, portal)
+        (workdir / "peer").mkdir()
+        peer = subprocess.Popen(
+            ["node", "peer.mjs", str(workdir / "peer")], cwd=JS, stdout=subprocess.PIPE, text=True
+        )
+        peer_url = f"http://127.0.0.1:{json.loads(peer.stdout.readline())['port']}/files/"
+        warm = small[: args.concurrency * 2]
+        client(f"{base}/uploads/tus/", token, warm, concurrency=args.concurrency, parallel=1)
+        client(peer_url, "", warm, concurrency=args.concurrency, parallel=1)
+        pids = process_tree(portal.pid)
+        idle = rss_bytes(pids)
+        sampler = RssSampler(pids)
+        sampler.start()
+        for name, files, concurrency in (("big", big, 1), ("small", small, args.concurrency)):
+            for server, endpoint, auth in (
+                ("portal", f"{base}/uploads/tus/", token),
+                ("peer", peer_url, ""),
+            ):
+                figures[name, server] = client(
+                    endpoint, auth, files, concurrency=concurrency, parallel=args.parallel_uploads
+                )
+        peak = sampler.stop()
+        stored = manage(
+            env,
+            "shell",
+            "-c",
+            "from portal.models import OutboxEvent; "
+            "print(OutboxEvent.objects.filter(event_type='file.stored').count())",
+        )
+    finally:
+        for process in (portal, peer):
+            if process is not None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=60)
+        shutil.rmtree(workdir, ignore_errors=True)
+        if database_url:
+            scratch_database(database_url, suffix="bench_tus", create=False)
+
+    print(
+        f"setup: tus-js-client (parallelUploads {args.parallel_uploads}), "
+        f"{'postgresql' if database_url else 'sqlite'}, filesystem storage, "
+        f"{'boot/gunicorn.conf.py' if len(portal_command(0)) == 6 else 'gunicorn gthread 2x4'}"
+    )
+    labels = {
+        "big": f"1 x {args.big_mib} MiB",
+        "small": f"{args.small_count} x {args.small_mib} MiB",
+    }
+    for name in ("big", "small"):
+        rates = {}
+        for server in ("portal", "peer"):
+            figure = figures[name, server]
+            rates[server] = figure["bytes"] / 1e6 / figure["seconds"]
+            print(
+                f"{name}_{server}: {rates[server]:.0f} MB/s ({figure['seconds']:.2f} s, {labels[name]})"
+            )
+        print(f"{name}_ratio_portal_vs_peer: {rates['portal'] / rates['peer']:.2f}x")
+    print(f"file_stored_events: {stored.splitlines()[-1]} (expected {len(warm) + 1 + len(small)})")
+    print(f"server_rss_idle: {idle / MiB:.1f} MiB")
+    print(f"server_rss_peak: {peak / MiB:.1f} MiB")
+    print(f"server_rss_growth: {(peak - idle) / MiB:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

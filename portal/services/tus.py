@@ -1,0 +1,448 @@
+"""tus 1.0 uploads (SPEC §13) over the same sessions, parts and finalize as the JSON API.
+
+A tus upload is an ``UploadSession`` with a ``TusUpload`` row. The tus offset maps
+onto parts of the session's chunk size: bytes ``[(n-1)·chunk, n·chunk)`` are part
+``n``. A PATCH body is cut at those boundaries; every whole part is counted through
+``chunks.accept_part`` exactly as a ``PUT …/parts/n`` would be, and the bytes past
+the last whole part (the *tail*) are written as one more temp object (a temp-part
+key of the next part number) that the ``TusUpload`` row points at. The next PATCH
+reads that tail back in front of its own bytes, so ``offset = bytes_received +
+tail_size`` is always exactly what storage durably holds (PEP 0024). A PATCH with ``Upload-Checksum``
+writes all its objects first and counts none of them unless the body matches.
+Reaching ``Upload-Length`` finalizes through ``finalize.finalize_session``.
+Concatenation moves complete partials' part rows onto one new session (PEP 0024).
+"""
+
+import hashlib
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import BinaryIO
+
+import pydantic
+import structlog
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from portal.exceptions import (
+    ChecksumMismatch,
+    Conflict,
+    LengthRequired,
+    NotFound,
+    ObjectMissing,
+    PartTooLarge,
+    TooLarge,
+    UploadRejected,
+)
+from portal.models import TusUpload, UploadFile, UploadPart, UploadSession
+from portal.services.chunks import accept_part, discard, expected_part_size
+from portal.services.finalize import finalize_session
+from portal.services.sessions import (
+    SessionRequest,
+    abort_session,
+    create_session,
+    ensure_accepts_writes,
+    expires_at,
+    get_owned_session,
+    parse_session_id,
+)
+from portal.storage import StorageAdapter, StoredObject, get_storage
+
+log = structlog.get_logger(__name__)
+
+CHECKSUM_ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
+DEFAULT_FILENAME = "upload"
+
+
+class TusChecksumMismatch(ChecksumMismatch):
+    status = 460  # tus's answer to a body that does not match Upload-Checksum
+
+
+class TusForbidden(UploadRejected):
+    status, code = 403, "forbidden"
+
+
+@dataclass(frozen=True)
+class TusMetadata:
+    """The ``Upload-Metadata`` pairs the portal reads, plus the raw header to echo."""
+
+    raw: str
+    filename: str
+    filetype: str
+    # Parsed, not yet applied: retention classes land with the retention work (SPEC
+    # §10); ``create_upload`` is the single place that will pass it on.
+    retention_class: str
+
+
+@dataclass(frozen=True)
+class TusState:
+    """What HEAD, PATCH and POST tell a tus client."""
+
+    upload_id: str
+    offset: int
+    length: int
+    metadata: str
+    expires_at: datetime | None
+    is_partial: bool
+    is_final: bool
+    complete: bool
+
+
+@dataclass(frozen=True)
+class Checksum:
+    algorithm: str
+    digest: bytes
+
+
+# -- state -----------------------------------------------------------------
+
+
+def _get(user, upload_id, *, for_update=False) -> tuple[UploadSession, TusUpload]:
+    if for_update:
+        session = get_owned_session(user=user, session_id=upload_id, for_update=True)
+        tus = TusUpload.objects.select_for_update().filter(session=session).first()
+    else:  # one query: the ownership filter of get_owned_session, with the tus row joined
+        session = (
+            UploadSession.objects.owned_by(user)
+            .select_related("file", "tus")
+            .filter(pk=parse_session_id(upload_id))
+            .first()
+        )
+        if session is None:
+            raise NotFound("No such upload session.")
+        tus = getattr(session, "tus", None)
+    if tus is None:  # a JSON-API session is not a tus upload
+        raise NotFound("No such upload session.")
+    return session, tus
+
+
+def _tail_is_current(session: UploadSession, tus: TusUpload) -> bool:
+    return bool(tus.tail_key) and tus.tail_part_number == session.completed_parts + 1
+
+
+def _offset(session: UploadSession, tus: TusUpload) -> int:
+    return session.bytes_received + (tus.tail_size if _tail_is_current(session, tus) else 0)
+
+
+def _state(session: UploadSession, tus: TusUpload) -> TusState:
+    return TusState(
+        upload_id=str(session.pk),
+        offset=_offset(session, tus),
+        length=session.total_size_bytes,
+        metadata=tus.metadata,
+        expires_at=expires_at(session),
+        is_partial=tus.is_partial,
+        is_final=tus.is_final,
+        complete=session.status == UploadSession.Status.COMPLETE,
+    )
+
+
+def get_upload(*, user, upload_id, storage: StorageAdapter | None = None, now=None) -> TusState:
+    """HEAD: the durable offset. An upload holding all its bytes is finalized first, so
+    a crash between the last part and the stored file heals on the client's resume."""
+    session, tus = _get(user, upload_id)
+    if session.status != UploadSession.Status.COMPLETE:
+        ensure_accepts_writes(session, now=now or timezone.now())  # 410 when gone
+    state = _state(session, tus)
+    if not state.complete and not tus.is_partial and state.offset == state.length:
+        finalize_session(user=user, session_id=session.pk, storage=storage, now=now)
+        session, tus = _get(user, upload_id)
+        state = _state(session, tus)
+    return state
+
+
+# -- creation --------------------------------------------------------------
+
+
+def create_upload(
+    *, user, length: int | None, metadata: TusMetadata, is_partial: bool, now=None
+) -> TusState:
+    """POST: a new session for ``length`` bytes (its chunk size is the portal's default)."""
+    if length is None:
+        raise UploadRejected("Upload-Length is required.", code="invalid_upload_length")
+    request = _session_request(
+        original_filename=metadata.filename,
+        content_type=metadata.filetype or None,
+        total_size_bytes=length,
+        # metadata.retention_class goes here once sessions take one (SPEC §10).
+    )
+    with transaction.atomic():
+        status = create_session(user=user, request=request, now=now)
+        TusUpload.objects.create(
+            session_id=status.session_id, metadata=metadata.raw, is_partial=is_partial
+        )
+    return TusState(
+        upload_id=status.session_id,
+        offset=0,
+        length=status.total_size_bytes,
+        metadata=metadata.raw,
+        expires_at=status.expires_at,
+        is_partial=is_partial,
+        is_final=False,
+        complete=False,
+    )
+
+
+def _session_request(**fields) -> SessionRequest:
+    """The JSON API's session request model; its refusals keep their 400/413."""
+    try:
+        return SessionRequest.model_validate(fields)
+    except pydantic.ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        field = ".".join(str(part) for part in first["loc"]) or "metadata"
+        raise UploadRejected(f"{field}: {first['msg']}.", code="invalid_field") from None
+
+
+def create_final(
+    *, user, partial_ids: list[str], metadata: TusMetadata, storage=None, now=None
+) -> TusState:
+    """POST with ``Upload-Concat: final;…``: one file from complete partial uploads."""
+    now = now or timezone.now()
+    if not partial_ids:
+        raise UploadRejected("Upload-Concat final names no uploads.", code="invalid_concat")
+    ids = [parse_session_id(value) for value in partial_ids]
+    if len(set(ids)) != len(ids):
+        raise UploadRejected("Upload-Concat names an upload twice.", code="invalid_concat")
+    total = sum(_complete_partial(user, pk, now=now).total_size_bytes for pk in ids)
+    request = _session_request(
+        original_filename=metadata.filename,
+        content_type=metadata.filetype or None,
+        total_size_bytes=total,
+    )
+    with transaction.atomic():
+        status = create_session(user=user, request=request, now=now)
+        final = UploadSession.objects.select_for_update().get(pk=status.session_id)
+        number = 0
+        for pk in ids:
+            partial = _complete_partial(user, pk, now=now, for_update=True)
+            UploadPart.objects.filter(session=partial).update(
+                session=final, part_number=F("part_number") + number
+            )
+            number += partial.total_parts
+        UploadSession.objects.filter(pk=final.pk).update(
+            total_parts=number,
+            completed_parts=number,
+            bytes_received=total,
+            status=UploadSession.Status.IN_PROGRESS,
+            last_activity_at=now,
+        )
+        # The partials' bytes now belong to the final session; their emptied rows go.
+        UploadFile.objects.filter(session__pk__in=ids).delete()
+        TusUpload.objects.create(session=final, metadata=metadata.raw, is_final=True)
+    log.info("tus.concatenated", session_id=str(final.pk), partials=len(ids), size_bytes=total)
+    finalize_session(user=user, session_id=final.pk, storage=storage, now=now)
+    return get_upload(user=user, upload_id=final.pk)
+
+
+def _complete_partial(user, pk, *, now, for_update=False) -> UploadSession:
+    session, tus = _get(user, pk, for_update=for_update)
+    ensure_accepts_writes(session, now=now)
+    if not tus.is_partial:
+        raise UploadRejected(
+            f"Upload {pk} is not a partial upload.", code="invalid_concat", upload_id=str(pk)
+        )
+    if session.bytes_received != session.total_size_bytes:
+        raise UploadRejected(
+            f"Partial upload {pk} is not complete.", code="partial_incomplete", upload_id=str(pk)
+        )
+    return session
+
+
+# -- PATCH -----------------------------------------------------------------
+
+
+class _Body:
+    """The PATCH body, read at most ``length`` bytes, hashed when a checksum is sent."""
+
+    def __init__(self, stream: BinaryIO, length: int, checksum: Checksum | None):
+        self.stream = stream
+        self.left = length
+        self.hash = CHECKSUM_ALGORITHMS[checksum.algorithm]() if checksum else None
+        self.ended = False  # the stream ran dry before ``length`` bytes
+
+    def read(self, size: int) -> bytes:
+        if self.left <= 0 or self.ended:
+            return b""
+        try:
+            data = self.stream.read(min(size, self.left))
+        except ConnectionError:  # the client went away: keep what arrived
+            data = b""
+        if not data:
+            self.ended = True
+        self.left -= len(data)
+        if self.hash is not None:
+            self.hash.update(data)
+        return data
+
+
+class _Piece:
+    """Reads an old tail object, then at most ``limit`` bytes of the body."""
+
+    def __init__(self, head: BinaryIO | None, body: _Body, limit: int):
+        self.head, self.body, self.limit = head, body, limit
+
+    def read(self, size: int = -1) -> bytes:
+        if self.head is not None:
+            data = self.head.read(size)
+            if data:
+                return data
+            self.head.close()
+            self.head = None
+        if self.limit <= 0:
+            return b""
+        data = self.body.read(min(size, self.limit) if size > 0 else self.limit)
+        self.limit -= len(data)
+        return data
+
+
+def append(
+    *,
+    user,
+    upload_id,
+    offset: int,
+    stream: BinaryIO,
+    content_length: int | None,
+    checksum: Checksum | None = None,
+    storage: StorageAdapter | None = None,
+    now=None,
+) -> TusState:
+    """PATCH at ``offset``: stream the body into parts and a tail; finalize at the end."""
+    now = now or timezone.now()
+    storage = storage or get_storage()
+    session, tus = _get(user, upload_id)
+    if tus.is_final:
+        raise TusForbidden("A final upload takes no PATCH.", code="final_upload")
+    ensure_accepts_writes(session, now=now)
+    current = _offset(session, tus)
+    if offset != current:
+        raise Conflict(
+            f"Upload-Offset is {offset}; the upload is at {current}.",
+            code="offset_mismatch",
+            offset=current,
+        )
+    if content_length is None:
+        raise LengthRequired("A Content-Length header is required.", code="length_required")
+    if current + content_length > session.total_size_bytes:
+        raise TooLarge(
+            f"The body would pass Upload-Length ({session.total_size_bytes}).",
+            code="upload_length_exceeded",
+        )
+    body = _Body(stream, content_length, checksum)
+    written: list[tuple[int, StoredObject, str]] = []  # (part, object, its tail): uncounted
+    try:
+        _stream_pieces(session, tus, body, written, storage, commit=checksum is None, now=now)
+        if checksum is not None:
+            if body.ended or body.hash.digest() != checksum.digest:
+                raise TusChecksumMismatch(
+                    f"The body does not match its {checksum.algorithm} Upload-Checksum.",
+                    code="checksum_mismatch",
+                )
+            while written:
+                number, stored, base = written[0]
+                _commit(session, tus, number, stored, base=base, storage=storage, now=now)
+                written.pop(0)
+    finally:
+        if written:
+            discard(storage, *(stored.key for _, stored, _ in written))
+    session, tus = _get(user, upload_id)
+    state = _state(session, tus)
+    if not tus.is_partial and state.offset == state.length and not state.complete:
+        finalize_session(user=user, session_id=session.pk, storage=storage, now=now)
+        state = replace(state, expires_at=None, complete=True)
+    return state
+
+
+def _stream_pieces(session, tus, body: _Body, written, storage, *, commit: bool, now) -> None:
+    """Cut the body at part boundaries into new objects (counted now when ``commit``)."""
+    number = session.completed_parts + 1
+    tail = tus.tail_size if _tail_is_current(session, tus) else 0
+    head_key = tus.tail_key if tail else ""
+    while body.left > 0 and not body.ended:
+        expected = expected_part_size(session, number)
+        head = _open_tail(session, tus, head_key, storage) if head_key else None
+        piece = _Piece(head, body, expected - tail)
+        try:
+            stored = storage.write_temp_part(session.pk, number, piece, max_bytes=expected)
+        except PartTooLarge:  # the old tail and the body are bounded: cannot happen
+            raise UploadRejected("The body does not fit the upload.") from None
+        finally:
+            if piece.head is not None:
+                piece.head.close()
+        written.append((number, stored, head_key))
+        if commit:
+            _commit(session, tus, number, stored, base=head_key, storage=storage, now=now)
+            written.pop()
+        if stored.size < expected:
+            return
+        number, tail, head_key = number + 1, 0, ""
+
+
+def _open_tail(session, tus, key: str, storage) -> BinaryIO:
+    """The tail object; if it is gone, forget it and send the client back to the parts."""
+    try:
+        return storage.open(key)
+    except ObjectMissing:
+        TusUpload.objects.filter(pk=tus.pk, tail_key=key).update(
+            tail_key="", tail_size=0, tail_part_number=0
+        )
+        log.warning("tus.tail_missing", session_id=str(session.pk), key=key)
+        raise Conflict(
+            "The stored tail of this upload is gone; resume from Upload-Offset "
+            f"{session.bytes_received}.",
+            code="offset_mismatch",
+            offset=session.bytes_received,
+        ) from None
+
+
+def _commit(session, tus, number: int, stored: StoredObject, *, base: str, storage, now):
+    """Count a whole part or make ``stored`` the tail (built on ``base``); drop the old tail."""
+    spent = ""
+    if stored.size == expected_part_size(session, number):
+        accept_part(session, number, stored, storage=storage, now=now)
+        if tus.tail_key:  # as last read: a PATCH that found and made no tail skips this
+            with transaction.atomic():
+                spent = _locked_tail(tus, up_to=number)
+                TusUpload.objects.filter(pk=tus.pk, tail_key=spent).update(
+                    tail_key="", tail_size=0, tail_part_number=0
+                )
+            tus.tail_key = "" if spent else tus.tail_key
+    else:
+        with transaction.atomic():
+            locked = UploadSession.objects.select_for_update().get(pk=session.pk)
+            ensure_accepts_writes(locked, now=now)
+            spent = _locked_tail(tus, up_to=number)
+            current = spent if spent and tus.tail_part_number == number else ""
+            if locked.completed_parts + 1 != number or current != base:
+                raise Conflict("Another PATCH moved the upload on.", code="offset_mismatch")
+            TusUpload.objects.filter(pk=tus.pk).update(
+                tail_key=stored.key, tail_size=stored.size, tail_part_number=number
+            )
+            tus.tail_key = stored.key
+            UploadSession.objects.filter(pk=locked.pk).update(last_activity_at=now)
+        log.info(
+            "tus.tail_stored",
+            session_id=str(session.pk),
+            part_number=number,
+            size_bytes=stored.size,
+        )
+    if spent:
+        discard(storage, spent)
+
+
+def _locked_tail(tus: TusUpload, *, up_to: int) -> str:
+    """Lock the tus row; its tail key if that tail is of part ``up_to`` or earlier."""
+    row = TusUpload.objects.select_for_update().get(pk=tus.pk)
+    tus.tail_part_number = row.tail_part_number
+    return row.tail_key if row.tail_key and row.tail_part_number <= up_to else ""
+
+
+# -- termination -----------------------------------------------------------
+
+
+def terminate(*, user, upload_id, storage: StorageAdapter | None = None, now=None) -> None:
+    """DELETE: abort the session (its parts go to cleanup) and delete its tail now."""
+    session, tus = _get(user, upload_id)
+    abort_session(user=user, session_id=session.pk, now=now)
+    if tus.tail_key:
+        TusUpload.objects.filter(pk=tus.pk).update(tail_key="", tail_size=0, tail_part_number=0)
+        discard(storage or get_storage(), tus.tail_key)
