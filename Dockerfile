@@ -5,8 +5,9 @@ COPY pyproject.toml README.md ./
 COPY boot boot
 COPY portal portal
 COPY manage.py ./
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir ".[host]"
 RUN useradd --create-home portal && mkdir -p var && chown portal var
 USER portal
 EXPOSE 8000
-CMD ["gunicorn", "boot.wsgi:application", "--bind", "0.0.0.0:8000"]
+# The one production server config: boot/gunicorn.conf.py (PEP 0021).
+CMD ["gunicorn", "-c", "boot/gunicorn.conf.py"]

@@ -47,5 +47,43 @@ class SecretValue(_EnvNamed, values.SecretValue):
     pass
 
 
+# Options every database URL gets unless it sets its own (SPEC §2). SQLite: IMMEDIATE
+# transactions take the write lock when they begin, so concurrent writers (gunicorn
+# threads, worker, beat) queue for up to ``timeout`` seconds instead of failing with
+# "database is locked" when a reader upgrades to a writer mid-transaction. PostgreSQL:
+# a database that accepts TCP and never answers fails the connect after this many
+# seconds instead of hanging every request that touches it.
+DATABASE_OPTIONS = {
+    "django.db.backends.sqlite3": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+    "django.db.backends.postgresql": {"connect_timeout": 5},
+}
+
+
 class DatabaseURLValue(_EnvNamed, values.DatabaseURLValue):
-    pass
+    """A database URL with ``DATABASE_OPTIONS`` for its engine, where the URL sets none."""
+
+    def setup(self, name):
+        databases = super().setup(name)
+        for database in databases.values():
+            options = DATABASE_OPTIONS.get(database["ENGINE"], {})
+            database["OPTIONS"] = {**options, **database.get("OPTIONS", {})}
+        return databases
+
+
+def values_for(defaults: dict) -> type:
+    """A settings mixin reading one variable per name of ``defaults``, typed like its default.
+
+    The app's defaults stay in the app (``portal.conf.DEFAULTS``); the project only says
+    that each of those names may come from the environment.
+    """
+
+    def value(default):
+        if isinstance(default, bool):
+            return BooleanValue(default)
+        if isinstance(default, int):
+            return IntegerValue(default)
+        if isinstance(default, float):
+            return FloatValue(default)
+        return Value(default)
+
+    return type("EnvironmentValues", (), {name: value(d) for name, d in defaults.items()})

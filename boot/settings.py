@@ -5,23 +5,25 @@ name. Pick a class with ``DJANGO_CONFIGURATION`` (``Dev``, ``Test``,
 ``Production``).
 """
 
-from datetime import timedelta
 from pathlib import Path
 
 from configurations import Configuration
 
 from boot import env
 from boot.logging import configure_structlog, logging_config
+from portal import conf as portal_conf
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
-# IMMEDIATE: a transaction takes SQLite's write lock when it begins, so concurrent
-# writers (gunicorn threads, worker, beat) queue for up to `timeout` seconds instead of
-# failing with "database is locked" when a reader upgrades to a writer mid-transaction.
-SQLITE_URL = f"sqlite:///{VAR_DIR / 'portal.sqlite3'}?transaction_mode=IMMEDIATE&timeout=20"
+# Every SQLite and PostgreSQL URL gets its engine's options from env.DATABASE_OPTIONS.
+SQLITE_URL = f"sqlite:///{VAR_DIR / 'portal.sqlite3'}"
 
 
-class Base(Configuration):
+# One environment variable per portal setting, with the app's own default.
+PortalSettings = env.values_for(portal_conf.DEFAULTS)
+
+
+class Base(PortalSettings, Configuration):
     BASE_DIR = BASE_DIR
 
     SECRET_KEY = env.Value("insecure-development-key-change-me")
@@ -76,35 +78,6 @@ class Base(Configuration):
     STATIC_URL = "static/"
     STATIC_ROOT = VAR_DIR / "static"
 
-    # -- portal (SPEC §2) -----------------------------------------------------
-    PORTAL_MAX_FILE_SIZE = env.IntegerValue(5 * 1024**3)
-    PORTAL_CHUNK_SIZE = env.IntegerValue(8 * 1024**2)
-    PORTAL_CHUNK_SIZE_MIN = env.IntegerValue(5 * 1024**2)
-    PORTAL_CHUNK_SIZE_MAX = env.IntegerValue(64 * 1024**2)
-    PORTAL_SESSION_TTL_HOURS = env.IntegerValue(24)
-    PORTAL_OUTBOX_BASE_DELAY_SECONDS = env.IntegerValue(30)
-    PORTAL_OUTBOX_MAX_DELAY_SECONDS = env.IntegerValue(3600)
-    PORTAL_OUTBOX_MAX_ATTEMPTS = env.IntegerValue(10)
-    PORTAL_OUTBOX_CONNECT_TIMEOUT_SECONDS = env.FloatValue(3.05)
-    PORTAL_OUTBOX_READ_TIMEOUT_SECONDS = env.FloatValue(10.0)
-    PORTAL_OUTBOX_BATCH_SIZE = env.IntegerValue(100)
-    PORTAL_OUTBOX_CLAIM_LEASE_SECONDS = env.FloatValue(60)
-    PORTAL_RUNNER_ENDPOINT = env.Value("")
-    PORTAL_RUNNER_AUTH_SECRET = env.Value("")
-    PORTAL_CLEANUP_ENABLED = env.BooleanValue(True)
-    PORTAL_CLEANUP_DRY_RUN = env.BooleanValue(False)
-    # Fractions allowed (0.05 = every 3 s), for tests and demos of the beat schedule.
-    PORTAL_CLEANUP_INTERVAL_MINUTES = env.FloatValue(10)
-    PORTAL_CLEANUP_GRACE_MINUTES = env.IntegerValue(30)
-    PORTAL_CLEANUP_BATCH_SIZE = env.IntegerValue(1000)
-    PORTAL_FAILED_SESSION_RETENTION_DAYS = env.IntegerValue(30)
-    PORTAL_OUTBOX_RETENTION_DAYS = env.IntegerValue(7)
-    PORTAL_READY_TIMEOUT_SECONDS = env.FloatValue(0.8)
-    PORTAL_STORAGE_BACKEND = env.Value("filesystem")
-    PORTAL_STORAGE_ROOT = env.Value(str(VAR_DIR / "storage"))
-    PORTAL_TEMP_PREFIX = env.Value("tmp/")
-    PORTAL_FINAL_PREFIX = env.Value("files/")
-
     # -- S3, with django-storages' own names ------------------------------------
     AWS_STORAGE_BUCKET_NAME = env.Value("")
     AWS_S3_ENDPOINT_URL = env.Value(None)
@@ -131,20 +104,6 @@ class Base(Configuration):
             "data_folder_in": str(queue),
             "data_folder_out": str(queue),
             "control_folder": str(control),
-        }
-
-    def CELERY_BEAT_SCHEDULE(self):
-        # DatabaseScheduler copies this into django-celery-beat's tables when beat
-        # starts, so a changed interval setting reaches the database on restart.
-        return {
-            "portal-cleanup": {
-                "task": "portal.tasks.portal_cleanup_task",
-                "schedule": timedelta(minutes=self.PORTAL_CLEANUP_INTERVAL_MINUTES),
-            },
-            "portal-dispatch-outbox": {
-                "task": "portal.tasks.dispatch_outbox_task",
-                "schedule": timedelta(seconds=30),
-            },
         }
 
     # -- logging --------------------------------------------------------------
@@ -183,7 +142,7 @@ class Production(Base):
     SECURE_HSTS_SECONDS = env.IntegerValue(0)
     SECURE_CONTENT_TYPE_NOSNIFF = True
 
-    # Reuse connections; Django pings a reused one before handing it out.
-    DATABASES = env.DatabaseURLValue(
-        SQLITE_URL, environ_name="DATABASE_URL", conn_max_age=60, conn_health_checks=True
-    )
+    # One connection per request: under gunicorn's gevent workers (boot/gunicorn.conf.py)
+    # every request is a greenlet of its own, and a persistent connection would be left
+    # behind with each finished greenlet instead of being reused.
+    DATABASES = env.DatabaseURLValue(SQLITE_URL, environ_name="DATABASE_URL", conn_max_age=0)

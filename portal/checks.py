@@ -10,10 +10,10 @@ from django.conf import settings
 from django.core import checks
 
 from portal import conf
+from portal.schemas import MAX_PARTS
 
 # S3 refuses multipart parts under 5 MiB (all but the last).
 S3_MIN_PART_SIZE = 5 * 1024**2
-S3_MAX_PARTS = 10_000
 
 
 def _error(msg, hint, id_):
@@ -54,10 +54,10 @@ def check_max_file_size(app_configs=None, **kwargs):
                 "portal.E003",
             )
         ]
-    if high > 0 and -(-size // high) > S3_MAX_PARTS:
+    if high > 0 and -(-size // high) > MAX_PARTS:
         return [
             _error(
-                f"PORTAL_MAX_FILE_SIZE ({size}) needs more than {S3_MAX_PARTS} parts at "
+                f"PORTAL_MAX_FILE_SIZE ({size}) needs more than {MAX_PARTS} parts at "
                 f"PORTAL_CHUNK_SIZE_MAX ({high}).",
                 "Lower PORTAL_MAX_FILE_SIZE or raise PORTAL_CHUNK_SIZE_MAX.",
                 "portal.E003",
@@ -83,6 +83,8 @@ POSITIVE_SETTINGS = {
     "PORTAL_FAILED_SESSION_RETENTION_DAYS": (0, "portal.E008"),
     "PORTAL_OUTBOX_RETENTION_DAYS": (0, "portal.E008"),
     "PORTAL_READY_TIMEOUT_SECONDS": (0.05, "portal.E008"),
+    "PORTAL_OUTBOX_SWEEP_SECONDS": (1, "portal.E030"),
+    "PORTAL_PART_IDLE_TIMEOUT_SECONDS": (0.1, "portal.E020"),
 }
 
 
@@ -210,3 +212,67 @@ def check_grace_floor(app_configs=None, **kwargs):
             id="portal.W002",
         )
     ]
+
+
+@checks.register(checks.Tags.compatibility)
+def check_celery_wiring(app_configs=None, **kwargs):
+    """The host runs portal tasks: a Celery app to send them with, beat's tables for the schedule."""
+    from django.apps import apps
+
+    from portal.tasks import celery_app_configured
+
+    warnings = []
+    if not celery_app_configured():
+        warnings.append(
+            checks.Warning(
+                "No Celery app is configured: the portal sends no task (the dispatch kick is "
+                "skipped, the admin cannot queue cleanup) instead of publishing to Celery's "
+                "default broker.",
+                hint="Create a Celery app in your project and import it from the package "
+                "that holds settings (Celery's 'First steps with Django').",
+                id="portal.W010",
+            )
+        )
+    if not apps.is_installed("django_celery_beat"):
+        warnings.append(
+            checks.Warning(
+                "django_celery_beat is not in INSTALLED_APPS: the portal's periodic tasks "
+                "(cleanup, outbox sweep) are not scheduled.",
+                hint='Add "django_celery_beat" to INSTALLED_APPS and run beat with '
+                "--scheduler django_celery_beat.schedulers:DatabaseScheduler.",
+                id="portal.W011",
+            )
+        )
+    return warnings
+
+
+# -- metrics (SPEC §12) --------------------------------------------------------------
+
+
+@checks.register(checks.Tags.compatibility)
+def check_metrics_worker_port(app_configs=None, **kwargs):
+    port = conf.metrics_worker_port()
+    if not 0 <= port <= 65535:
+        return [
+            _error(
+                f"PORTAL_METRICS_WORKER_PORT ({port}) must be a TCP port, or 0 to serve none.",
+                "Set PORTAL_METRICS_WORKER_PORT between 0 and 65535.",
+                "portal.E040",
+            )
+        ]
+    return []
+
+
+@checks.register(checks.Tags.compatibility, deploy=True)
+def check_metrics_multiprocess(app_configs=None, **kwargs):
+    if conf.metrics_enabled() and not conf.metrics_multiprocess_dir():
+        return [
+            checks.Warning(
+                "PORTAL_METRICS_ENABLED is on but PROMETHEUS_MULTIPROC_DIR is not set: each "
+                "process would count alone, and a Celery worker serves no metrics.",
+                hint="Set PROMETHEUS_MULTIPROC_DIR to a writable directory of its own for each "
+                "server (boot/gunicorn.conf.py makes one for the web server when unset).",
+                id="portal.W020",
+            )
+        ]
+    return []

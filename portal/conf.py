@@ -1,10 +1,17 @@
 """The portal's settings, with their defaults.
 
-This is the only module of the app that reads ``PORTAL_*`` settings. Values are
-read at call time, so ``override_settings`` in tests and a host project's own
+This is the only module of the app that reads ``PORTAL_*`` settings, and
+``DEFAULTS`` is the only place that states their defaults: a host project sets
+the ones it changes (``boot/settings.py`` reads an environment variable for every
+name here, typed like its default, and restates no value). Values are read at
+call time, so ``override_settings`` in tests and a host project's own
 configuration both take effect without a restart of the app.
+
+Retention settings (``*_RETENTION_DAYS``): 0 means "keep forever" (that pruning
+is off), never "prune at once".
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,21 +30,29 @@ DEFAULTS = {
     "PORTAL_RUNNER_AUTH_SECRET": "",
     "PORTAL_CLEANUP_ENABLED": True,
     "PORTAL_CLEANUP_DRY_RUN": False,
-    "PORTAL_CLEANUP_INTERVAL_MINUTES": 10,
+    "PORTAL_CLEANUP_INTERVAL_MINUTES": 10.0,  # fractions allowed (0.05 = every 3 s)
     "PORTAL_CLEANUP_GRACE_MINUTES": 30,
     "PORTAL_CLEANUP_BATCH_SIZE": 1000,
     "PORTAL_FAILED_SESSION_RETENTION_DAYS": 30,
     "PORTAL_OUTBOX_RETENTION_DAYS": 7,
     "PORTAL_READY_TIMEOUT_SECONDS": 0.8,
+    "PORTAL_PART_IDLE_TIMEOUT_SECONDS": 60.0,
     "PORTAL_STORAGE_BACKEND": "filesystem",
     "PORTAL_STORAGE_ROOT": "var/storage",
     "PORTAL_TEMP_PREFIX": "tmp/",
     "PORTAL_FINAL_PREFIX": "files/",
+    # The Celery queue of every portal task; "" = the Celery app's default queue.
+    "PORTAL_CELERY_QUEUE": "",
+    # How often beat sweeps the outbox for deliveries whose kick was lost or retry is due.
+    "PORTAL_OUTBOX_SWEEP_SECONDS": 30.0,
     # Not in the public table: transport knobs with safe defaults.
     "PORTAL_OUTBOX_CONNECT_TIMEOUT_SECONDS": 3.05,
     "PORTAL_OUTBOX_READ_TIMEOUT_SECONDS": 10.0,
     "PORTAL_OUTBOX_BATCH_SIZE": 100,
-    "PORTAL_OUTBOX_CLAIM_LEASE_SECONDS": 60,
+    "PORTAL_OUTBOX_CLAIM_LEASE_SECONDS": 60.0,
+    # -- metrics (SPEC §12) --
+    "PORTAL_METRICS_ENABLED": True,
+    "PORTAL_METRICS_WORKER_PORT": 9808,
 }
 
 
@@ -129,12 +144,19 @@ def failed_session_retention() -> timedelta | None:
     return timedelta(days=days) if days else None
 
 
-def outbox_retention() -> timedelta:
-    return timedelta(days=get("PORTAL_OUTBOX_RETENTION_DAYS"))
+def outbox_retention() -> timedelta | None:
+    """Age after which delivered events are pruned; None (0 days) when pruning is off."""
+    days = get("PORTAL_OUTBOX_RETENTION_DAYS")
+    return timedelta(days=days) if days else None
 
 
 def ready_timeout() -> float:
     return float(get("PORTAL_READY_TIMEOUT_SECONDS"))
+
+
+def part_idle_timeout() -> float:
+    """Seconds a request body may send nothing before it is abandoned."""
+    return float(get("PORTAL_PART_IDLE_TIMEOUT_SECONDS"))
 
 
 def storage_backend() -> str:
@@ -153,5 +175,35 @@ def final_prefix() -> str:
     return get("PORTAL_FINAL_PREFIX")
 
 
+def celery_queue() -> str | None:
+    """The queue portal tasks are sent to; None leaves it to the Celery app's default."""
+    return get("PORTAL_CELERY_QUEUE") or None
+
+
+def outbox_sweep_interval() -> timedelta:
+    return timedelta(seconds=float(get("PORTAL_OUTBOX_SWEEP_SECONDS")))
+
+
 def s3_bucket() -> str:
     return getattr(settings, "AWS_STORAGE_BUCKET_NAME", None) or ""
+
+
+# -- metrics (SPEC §12) -------------------------------------------------------------
+
+
+def metrics_enabled() -> bool:
+    """Whether ``/metrics`` answers (and Celery workers serve their counters)."""
+    return bool(get("PORTAL_METRICS_ENABLED"))
+
+
+def metrics_worker_port() -> int:
+    """Port on which a Celery worker serves its counters; 0 turns that off."""
+    return int(get("PORTAL_METRICS_WORKER_PORT"))
+
+
+def metrics_multiprocess_dir() -> str:
+    """prometheus-client's own variable: where each process of a server writes its counters.
+
+    Read from the environment, not settings: the library reads it there when imported.
+    """
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")

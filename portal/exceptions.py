@@ -95,3 +95,13 @@ class TooLarge(UploadRejected):
 class ChecksumMismatch(UploadRejected):
     status = 422
     code = "checksum_mismatch"
+
+
+# -- slow clients and hostile input (PEP 0021) ---------------------------------------
+
+
+class BodyAbandoned(UploadRejected):
+    """The client sent nothing for ``PORTAL_PART_IDLE_TIMEOUT_SECONDS``; the body was given up."""
+
+    status = 408
+    code = "body_timeout"

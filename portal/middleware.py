@@ -1,11 +1,11 @@
-"""Request-scoped logging context, and the Kubernetes probes answered ahead of the stack."""
+"""Request-scoped logging context, and the probes and metrics answered ahead of the stack."""
 
 import re
 import uuid
 
 import structlog
 
-from portal.views import health
+from portal.views import health, metrics
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -36,9 +36,9 @@ class RequestIdMiddleware:
 
 
 class ProbeMiddleware:
-    """Answer the Kubernetes probes ``/health`` and ``/ready`` before anything else.
+    """Answer the Kubernetes probes ``/health`` and ``/ready``, and ``/metrics``, before anything else.
 
-    kubelet sends the pod IP as ``Host`` and speaks plain HTTP, so behind
+    kubelet (and Prometheus) send the pod IP as ``Host`` and speak plain HTTP, so behind
     ``ALLOWED_HOSTS`` and ``SECURE_SSL_REDIRECT`` a probe would get a 400 or a
     redirect instead of the truth. Put this first in ``MIDDLEWARE``: it never
     calls ``request.get_host()`` and lets every other request through untouched.
@@ -46,7 +46,11 @@ class ProbeMiddleware:
 
     def __init__(self, get_response):
         self.get_response = get_response
-        self.probes = {"/health": health.health, "/ready": health.ready}
+        self.probes = {
+            "/health": health.health,
+            "/ready": health.ready,
+            "/metrics": metrics.metrics,
+        }
 
     def __call__(self, request):
         probe = self.probes.get(request.path_info)

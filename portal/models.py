@@ -247,6 +247,18 @@ class OutboxDelivery(TimestampedModel):
                 condition=Q(status="delivered"),
                 name="portal_delivery_done_idx",
             ),
+            # Scrape-time gauges (portal.metrics.gauges): the oldest pending delivery, and
+            # the count of dead ones, from small partial indexes whatever the table's size.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(status="pending"),
+                name="portal_delivery_pending_idx",
+            ),
+            models.Index(
+                fields=["created_at"],
+                condition=Q(status="failed"),
+                name="portal_delivery_dead_idx",
+            ),
         ]
 
     def __str__(self):

@@ -1,18 +1,37 @@
-"""Celery tasks: each calls one service and returns a JSON-able dict."""
+"""Celery tasks: each calls one service and returns a JSON-able dict.
 
-from celery import shared_task
+Every portal task goes to ``PORTAL_CELERY_QUEUE`` (when set), however it is sent:
+beat, the dispatch kick, the admin's "Run cleanup now" or ``.delay()``.
+"""
+
+from celery import Task, _state, shared_task
 from django.contrib.auth import get_user_model
 
+from portal import conf
 from portal.services.cleanup import run_cleanup
 from portal.services.dispatcher import dispatch_due_deliveries
 
 
-@shared_task(name="portal.tasks.dispatch_outbox_task")
+def celery_app_configured() -> bool:
+    """Whether the host created a Celery app; else sending would go to Celery's fallback
+    app and its default broker (amqp://guest@localhost//)."""
+    return any(app.main != "default" for app in list(_state._get_active_apps()))
+
+
+class PortalTask(Task):
+    def apply_async(self, args=None, kwargs=None, **options):
+        queue = conf.celery_queue()
+        if queue and not options.get("queue"):
+            options["queue"] = queue
+        return super().apply_async(args, kwargs, **options)
+
+
+@shared_task(name="portal.tasks.dispatch_outbox_task", base=PortalTask)
 def dispatch_outbox_task() -> dict:
     return dispatch_due_deliveries().as_dict()
 
 
-@shared_task(name="portal.tasks.portal_cleanup_task")
+@shared_task(name="portal.tasks.portal_cleanup_task", base=PortalTask)
 def portal_cleanup_task(trigger="beat", dry_run=None, user_id=None) -> dict:
     """One cleanup run: beat sends no arguments; the admin sends its trigger, the dry-run
     button and the operator's id (recorded on the run)."""

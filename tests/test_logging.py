@@ -9,6 +9,7 @@ from django.http import HttpResponse
 from django.test import RequestFactory
 
 from boot.logging import configure_structlog, logging_config
+from portal.logs import get_logger
 from portal.middleware import RequestIdMiddleware
 
 
@@ -84,3 +85,43 @@ def test_console_format_is_readable_text():
     assert "file.stored" in output and "file_id=f1" in output
     with pytest.raises(json.JSONDecodeError):
         json.loads(output)
+
+
+def test_portal_records_render_as_boot_json_with_their_fields_and_bound_ids(json_log_stream):
+    with structlog.contextvars.bound_contextvars(run_id="run-1"):
+        get_logger("portal.services.cleanup").info("cleanup.started", trigger="beat")
+    get_logger("portal.services.cleanup").debug("cleanup.hidden")  # below INFO
+
+    (line,) = lines(json_log_stream)
+
+    assert line["event"] == "cleanup.started"
+    assert (line["trigger"], line["run_id"]) == ("beat", "run-1")
+    assert (line["level"], line["logger"]) == ("info", "portal.services.cleanup")
+
+
+def test_portal_exception_records_carry_the_traceback(json_log_stream):
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        get_logger("portal.test").exception("cleanup.step_failed", step="sweep")
+
+    (line,) = lines(json_log_stream)
+
+    assert (line["event"], line["step"], line["level"]) == ("cleanup.step_failed", "sweep", "error")
+    assert "ValueError: boom" in line["exception"]
+
+
+def test_portal_records_are_plain_stdlib_records_with_fields(caplog):
+    caplog.set_level(logging.INFO, logger="portal")
+    with structlog.contextvars.bound_contextvars(request_id="req-9"):
+        get_logger("portal.test").info("part.received", part_number=2, thread="t-1")
+
+    (record,) = caplog.records
+    assert (record.name, record.getMessage(), record.levelno) == (
+        "portal.test",
+        "part.received",
+        20,
+    )
+    assert (record.part_number, record.request_id) == (2, "req-9")
+    assert record.thread_ == "t-1"  # a LogRecord attribute's name gets an underscore
+    assert record.funcName == "test_portal_records_are_plain_stdlib_records_with_fields"

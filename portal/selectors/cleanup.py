@@ -3,13 +3,11 @@
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.apps import apps
 from django.utils import timezone
 
-from portal import conf
+from portal import conf, schedule
 from portal.models import CleanupControl, CleanupRun
 
-CLEANUP_TASK_NAME = "portal.tasks.portal_cleanup_task"
 # /health/cleanup fails when no run succeeded within this many intervals.
 HEALTHY_WITHIN_INTERVALS = 3
 
@@ -51,7 +49,7 @@ def cleanup_health(*, now=None) -> CleanupHealth:
     three cleanup intervals, or, before any live run ever succeeded, while the cleanup
     schedule is younger than three intervals (a fresh deploy)."""
     now = now or timezone.now()
-    interval = conf.cleanup_interval()
+    interval = schedule.interval(schedule.CLEANUP)  # the one beat runs, else the setting
     window = HEALTHY_WITHIN_INTERVALS * interval
     control = CleanupControl.current()
     last = CleanupRun.objects.order_by("-started_at").first()
@@ -61,11 +59,11 @@ def cleanup_health(*, now=None) -> CleanupHealth:
         .values_list("finished_at", flat=True)
         .first()
     )
-    schedule = _cleanup_schedule()
+    task = schedule.periodic_task(schedule.CLEANUP)
     if last_success_at:
         healthy = last_success_at >= now - window
     else:
-        healthy = schedule is not None and _schedule_created_at(schedule) >= now - window
+        healthy = task is not None and _schedule_created_at(task) >= now - window
     totals = {"deleted": 0, "failed": 0, "expired": 0}
     recent = CleanupRun.objects.filter(started_at__gte=now - timedelta(hours=24), dry_run=False)
     for counts in recent.values_list("counts", flat=True).iterator():
@@ -75,7 +73,7 @@ def cleanup_health(*, now=None) -> CleanupHealth:
         healthy=healthy,
         last_run=_run_summary(last) if last else None,
         last_success_at=last_success_at,
-        next_run_at=_next_run(schedule) if schedule else None,
+        next_run_at=schedule.next_run(schedule.CLEANUP),
         deleted_24h=totals["deleted"],
         failed_24h=totals["failed"],
         expired_24h=totals["expired"],
@@ -98,20 +96,6 @@ def _run_summary(run: CleanupRun) -> dict:
     }
 
 
-def _cleanup_schedule():
-    """django-celery-beat's enabled interval schedule of the cleanup task, if there is one."""
-    if not apps.is_installed("django_celery_beat"):
-        return None
-    from django_celery_beat.models import PeriodicTask
-
-    return (
-        PeriodicTask.objects.filter(task=CLEANUP_TASK_NAME, enabled=True, interval__isnull=False)
-        .select_related("interval")
-        .order_by("-last_run_at")
-        .first()
-    )
-
-
 def _schedule_created_at(task) -> datetime:
     """When the schedule came into force. PeriodicTask records no creation time, and beat
     saves the row (so ``date_changed`` moves) at every send: a schedule that never ran
@@ -122,27 +106,23 @@ def _schedule_created_at(task) -> datetime:
     return task.last_run_at - task.total_run_count * task.interval.schedule.run_every
 
 
-def _next_run(task) -> datetime:
-    """When beat next sends the cleanup task."""
-    since = task.last_run_at or task.start_time or task.date_changed
-    return since + task.interval.schedule.run_every
-
-
 def effective_settings() -> dict:
     """The cleanup settings and switches in force now, for the admin (no secrets)."""
     control = CleanupControl.current()
-    retention = conf.failed_session_retention()
+    retention, outbox_retention = conf.failed_session_retention(), conf.outbox_retention()
+    interval = schedule.interval(schedule.CLEANUP)
     return {
         "PORTAL_CLEANUP_ENABLED": conf.cleanup_enabled(),
         "PORTAL_CLEANUP_DRY_RUN": conf.cleanup_dry_run(),
         "paused (admin switch)": control.paused,
         "force dry run (admin switch)": control.force_dry_run,
-        "PORTAL_CLEANUP_INTERVAL_MINUTES": conf.cleanup_interval().total_seconds() / 60,
+        # What beat runs (portal-cleanup), which an operator may have re-timed in the admin.
+        "interval in minutes (beat schedule)": interval.total_seconds() / 60,
         "PORTAL_SESSION_TTL_HOURS": conf.session_ttl().total_seconds() / 3600,
         "PORTAL_CLEANUP_GRACE_MINUTES": conf.cleanup_grace().total_seconds() / 60,
         "PORTAL_CLEANUP_BATCH_SIZE": conf.cleanup_batch_size(),
         "PORTAL_FAILED_SESSION_RETENTION_DAYS": retention.days if retention else 0,
-        "PORTAL_OUTBOX_RETENTION_DAYS": conf.outbox_retention().days,
+        "PORTAL_OUTBOX_RETENTION_DAYS": outbox_retention.days if outbox_retention else 0,
         "PORTAL_STORAGE_BACKEND": conf.storage_backend(),
         "PORTAL_TEMP_PREFIX": conf.temp_prefix(),
     }

@@ -10,8 +10,7 @@ the object just written is deleted again, after the transaction.
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import structlog
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -24,11 +23,13 @@ from portal.exceptions import (
     TooLarge,
     UploadRejected,
 )
+from portal.logs import get_logger
+from portal.metrics import counters
 from portal.models import UploadPart, UploadSession
 from portal.services.sessions import ensure_accepts_writes, get_owned_session
 from portal.storage import StorageAdapter, StoredObject, get_storage
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,9 @@ def receive_part(
             code="wrong_part_size",
         )
 
+    # The body may take minutes to arrive (or stall until the idle timeout): it must
+    # not hold a database connection meanwhile, or slow clients exhaust the server's.
+    release_connections()
     try:
         stored = storage.write_temp_part(session.pk, part_number, stream, max_bytes=expected)
     except PartTooLarge:
@@ -126,7 +130,15 @@ def receive_part(
         size_bytes=stored.size,
         duplicate=not receipt.created,
     )
+    counters.part_received(receipt)
     return receipt
+
+
+def release_connections() -> None:
+    """Close this request's idle database connections; the next query opens a fresh one."""
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()
 
 
 def _count_part(session, part_number, stored: StoredObject, *, now) -> PartReceipt:

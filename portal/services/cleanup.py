@@ -27,16 +27,16 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from itertools import islice
 
-import structlog
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q, Sum
 
 from portal.db import claim_batch, committed_asynchronously, lock_batch
+from portal.logs import get_logger
 from portal.models import OutboxDelivery, OutboxEvent, UploadFile, UploadPart, UploadSession
 from portal.services.cleanup_context import CleanupContext, StepResult, StepTally, cleanup_step
 from portal.storage import keys
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # How long a claim on a part protects it from other runs: far longer than one
 # batch of storage deletes takes, short enough that a crashed run's batch is
@@ -259,7 +259,10 @@ def sweep_orphan_storage_objects(ctx: CleanupContext) -> StepResult:
 @cleanup_step
 def prune_outbox(ctx: CleanupContext) -> StepResult:
     """Delete events older than the outbox retention whose every delivery was delivered
-    before it (events that had no destination at all go too)."""
+    before it (events that had no destination at all go too).
+    ``PORTAL_OUTBOX_RETENTION_DAYS=0`` turns this off."""
+    if ctx.outbox_retention is None:
+        return StepResult(dry_run=ctx.dry_run)
     cutoff = ctx.now - ctx.outbox_retention
     unfinished = OutboxDelivery.objects.filter(event=OuterRef("pk")).exclude(
         status=OutboxDelivery.Status.DELIVERED, delivered_at__lt=cutoff

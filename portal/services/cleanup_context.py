@@ -10,14 +10,14 @@ import functools
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
-import structlog
 from django.utils import timezone
 
 from portal import conf
+from portal.logs import get_logger
 from portal.models import CleanupControl
 from portal.storage import StorageAdapter, get_storage
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # A step records at most this many item errors and foreign keys; the counts stay exact.
 MAX_RECORDED_ERRORS = 50
@@ -33,7 +33,7 @@ class CleanupContext:
     grace: timedelta
     session_ttl: timedelta
     failed_session_retention: timedelta | None  # None: pruning is off
-    outbox_retention: timedelta
+    outbox_retention: timedelta | None  # None: pruning is off
     skipped_reason: str = ""  # "disabled" (setting) or "paused" (admin switch)
     dry_run_forced: bool = False  # by PORTAL_CLEANUP_DRY_RUN or the admin switch
 

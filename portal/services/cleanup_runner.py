@@ -14,6 +14,7 @@ import structlog
 from django.db import DatabaseError
 
 from portal.exceptions import PortalError
+from portal.logs import get_logger
 from portal.models import CleanupRun
 from portal.services.cleanup import STEPS
 from portal.services.cleanup_context import (
@@ -24,7 +25,7 @@ from portal.services.cleanup_context import (
 )
 from portal.signals import cleanup_finished
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # A run still "running" after this long belongs to a process that died.
 ABANDONED_RUN_AFTER = timedelta(hours=6)

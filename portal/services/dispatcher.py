@@ -25,17 +25,18 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import requests
-import structlog
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from portal import conf
 from portal.db import claim_batch
+from portal.logs import get_logger
+from portal.metrics import counters
 from portal.models import OutboxDelivery, WebhookEndpoint
 from portal.services.signing import webhook_headers
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 # Seconds of a lease kept free after the last send, for recording the results.
@@ -337,6 +338,7 @@ def record_outcomes(token, outcomes, unsent, *, now) -> Counter:
             )
     if counts["stale"]:
         log.warning("event.claim_expired", claim_token=str(token), results_dropped=counts["stale"])
+    counters.deliveries_recorded(counts)
     return counts
 
 

@@ -16,7 +16,6 @@ one stored file and one event; the others answer with that result.
 
 import re
 
-import structlog
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -29,6 +28,8 @@ from portal.exceptions import (
     StorageError,
     UploadRejected,
 )
+from portal.logs import get_logger
+from portal.metrics import counters
 from portal.models import UploadFile, UploadPart, UploadSession
 from portal.services.outbox import emit_event
 from portal.services.sessions import (
@@ -40,7 +41,7 @@ from portal.services.sessions import (
 )
 from portal.storage import StorageAdapter, StoredObject, get_storage
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 CHECKSUM_MISMATCH = "checksum_mismatch"
@@ -161,6 +162,7 @@ def _commit(user, session, assembled: StoredObject, *, sha256, storage, now) -> 
             file_id=str(locked.file_id),
             failure_reason=CHECKSUM_MISMATCH,
         )
+        counters.session_finished(CHECKSUM_MISMATCH)
         _delete_final(storage, assembled.key)
         raise ChecksumMismatch(
             "The assembled file does not match the sha256 sent; the session has failed.",
@@ -174,6 +176,7 @@ def _commit(user, session, assembled: StoredObject, *, sha256, storage, now) -> 
         size_bytes=assembled.size,
         storage_key=assembled.key,
     )
+    counters.session_finished("complete")
     locked.refresh_from_db()
     return locked
 

@@ -21,15 +21,16 @@ from collections.abc import Callable
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 
-import structlog
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.utils import load_backend
 
 from portal import conf
 from portal.exceptions import StorageError
+from portal.logs import get_logger
+from portal.metrics import counters
 from portal.storage import StorageAdapter, get_storage
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # Enough for the database and storage checks plus one of each still hanging.
 POOL_SIZE = 4
@@ -95,7 +96,9 @@ def check_readiness(
     wait(futures.values(), timeout=timeout)
     waited_ms = _ms_since(started)
     results = {name: _result(name, future, waited_ms) for name, future in futures.items()}
-    return ReadinessReport(**results)
+    report = ReadinessReport(**results)
+    counters.readiness_checked(report)
+    return report
 
 
 def _result(name: str, future: Future, waited_ms: float) -> CheckResult:

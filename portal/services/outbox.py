@@ -1,13 +1,13 @@
 """The transactional outbox: events are rows written with the change they report."""
 
-import structlog
 from django.utils import timezone
 
 from portal import conf
+from portal.logs import get_logger
 from portal.models import OutboxDelivery, OutboxEvent, WebhookEndpoint, new_id
 from portal.signals import event_emitted
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def emit_event(

@@ -4,27 +4,22 @@ A session is visible only to the user who created it; anyone else gets the same
 ``NotFound`` as for an id that does not exist, so ids leak nothing.
 """
 
-import math
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-import structlog
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from portal import conf
-from portal.exceptions import Conflict, NotFound, SessionGone, TooLarge, UploadRejected
+from portal.exceptions import Conflict, NotFound, SessionGone
+from portal.logs import get_logger
+from portal.metrics import counters
 from portal.models import UploadFile, UploadPart, UploadSession
+from portal.schemas import SessionRequest
 
-log = structlog.get_logger(__name__)
-
-# S3 multipart uploads hold at most 10,000 parts; the filesystem follows suit.
-MAX_PARTS = 10_000
-MAX_FILENAME_LENGTH = UploadFile._meta.get_field("original_filename").max_length
-MAX_CONTENT_TYPE_LENGTH = UploadFile._meta.get_field("content_type").max_length
-MAX_IDEMPOTENCY_KEY_LENGTH = UploadSession._meta.get_field("idempotency_key").max_length
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -190,111 +185,6 @@ def get_session_status(*, user, session_id) -> SessionStatus:
     return describe_session(get_owned_session(user=user, session_id=session_id))
 
 
-def _text(value, field: str, *, max_length: int, required: bool) -> str:
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str) or (required and not value.strip()):
-        raise UploadRejected(f"{field} must be a non-empty string.", code="invalid_field")
-    # PostgreSQL text holds neither NUL nor lone surrogates (valid in JSON escapes).
-    if "\x00" in value or _has_surrogate(value):
-        raise UploadRejected(
-            f"{field} contains characters that cannot be stored.", code="invalid_field"
-        )
-    if len(value) > max_length:
-        raise UploadRejected(
-            f"{field} is longer than {max_length} characters.", code="invalid_field"
-        )
-    return value
-
-
-def _has_surrogate(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _integer(value, field: str) -> int:
-    # bool is an int in Python but never a size in JSON.
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise UploadRejected(f"{field} must be a positive integer.", code="invalid_field")
-    return value
-
-
-@dataclass(frozen=True)
-class SessionRequest:
-    """A validated request to open a session."""
-
-    original_filename: str
-    content_type: str
-    total_size_bytes: int
-    chunk_size_bytes: int
-    idempotency_key: str
-
-    @property
-    def total_parts(self) -> int:
-        return math.ceil(self.total_size_bytes / self.chunk_size_bytes)
-
-    @classmethod
-    def validate(
-        cls,
-        *,
-        original_filename,
-        content_type=None,
-        total_size_bytes,
-        chunk_size_bytes=None,
-        idempotency_key=None,
-    ) -> "SessionRequest":
-        request = cls(
-            original_filename=_text(
-                original_filename,
-                "original_filename",
-                max_length=MAX_FILENAME_LENGTH,
-                required=True,
-            ),
-            content_type=_text(
-                content_type, "content_type", max_length=MAX_CONTENT_TYPE_LENGTH, required=False
-            ),
-            total_size_bytes=_integer(total_size_bytes, "total_size_bytes"),
-            chunk_size_bytes=(
-                conf.chunk_size()
-                if chunk_size_bytes is None
-                else _integer(chunk_size_bytes, "chunk_size_bytes")
-            ),
-            idempotency_key=_text(
-                idempotency_key,
-                "idempotency_key",
-                max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
-                required=False,
-            ),
-        )
-        if request.total_size_bytes > conf.max_file_size():
-            raise TooLarge(
-                f"total_size_bytes exceeds the limit of {conf.max_file_size()} bytes.",
-                code="file_too_large",
-            )
-        low, high = conf.chunk_size_min(), conf.chunk_size_max()
-        if not low <= request.chunk_size_bytes <= high:
-            raise UploadRejected(
-                f"chunk_size_bytes must be between {low} and {high}.", code="invalid_chunk_size"
-            )
-        if request.total_parts > MAX_PARTS:
-            raise UploadRejected(
-                f"The file would need {request.total_parts} parts; at most {MAX_PARTS} are "
-                "allowed. Use a larger chunk_size_bytes.",
-                code="too_many_parts",
-            )
-        return request
-
-    def matches(self, session: UploadSession) -> bool:
-        return (
-            session.file.original_filename == self.original_filename
-            and session.total_size_bytes == self.total_size_bytes
-            and session.chunk_size_bytes == self.chunk_size_bytes
-        )
-
-
 def create_session(*, user, request: SessionRequest, now=None) -> SessionStatus:
     """Open a session for a new file, or return the one opened with the same idempotency key."""
     now = now or timezone.now()
@@ -306,7 +196,7 @@ def create_session(*, user, request: SessionRequest, now=None) -> SessionStatus:
         with transaction.atomic():
             upload_file = UploadFile.objects.create(
                 original_filename=request.original_filename,
-                content_type=request.content_type,
+                content_type=request.content_type or "",
                 size_bytes=request.total_size_bytes,
                 uploaded_by=user,
                 created_at=now,
@@ -317,7 +207,7 @@ def create_session(*, user, request: SessionRequest, now=None) -> SessionStatus:
                 chunk_size_bytes=request.chunk_size_bytes,
                 total_size_bytes=request.total_size_bytes,
                 total_parts=request.total_parts,
-                idempotency_key=request.idempotency_key,
+                idempotency_key=request.idempotency_key or "",
                 last_activity_at=now,
                 created_at=now,
             )
@@ -335,6 +225,7 @@ def create_session(*, user, request: SessionRequest, now=None) -> SessionStatus:
         total_size_bytes=session.total_size_bytes,
         total_parts=session.total_parts,
     )
+    counters.session_opened()
     return describe_session(session, created=True)
 
 
@@ -366,5 +257,6 @@ def abort_session(*, user, session_id, now=None) -> UploadSession:
         )
         UploadFile.objects.filter(pk=session.file_id).update(status=UploadFile.Status.FAILED)
     log.info("session.aborted", session_id=str(session.pk), file_id=str(session.file_id))
+    counters.session_finished("aborted")
     session.refresh_from_db()
     return session

@@ -5,14 +5,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-import structlog
 from django.db.models import Q
 from django.utils import timezone
 
 from portal.exceptions import AuthenticationFailed
+from portal.logs import get_logger
 from portal.models import ApiToken
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 TOKEN_PREFIX = "ptk_"
 # Recording every use would write a row on every request; once a minute is enough to

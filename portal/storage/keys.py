@@ -57,12 +57,36 @@ def parse_temp_part_key(key: str, temp_prefix: str) -> TempPartKey | None:
     return TempPartKey(match["session"], int(match["part"])) if match else None
 
 
+# A file name is at most 255 bytes on the common filesystems (ext4, XFS, btrfs, APFS).
+MAX_NAME_BYTES = 255
+# An extension this short survives shortening: "<shortened stem>.pdf".
+MAX_SUFFIX_BYTES = 16
+
+
 def final_key(final_prefix: str, file_id, filename: str) -> str:
+    """``<prefix><file id>/<name>``: the client's filename made safe and at most 255 bytes.
+
+    The name is only the storage name; the original filename is kept, unshortened,
+    on the file's row (``UploadFile.original_filename``).
+    """
     try:
         name = get_valid_filename(filename)
     except SuspiciousFileOperation:  # nothing usable left, e.g. "." or "..."
         name = "file"
-    return f"{final_prefix}{file_id}/{name}"
+    return f"{final_prefix}{file_id}/{_fit_bytes(name, MAX_NAME_BYTES)}"
+
+
+def _fit_bytes(name: str, limit: int) -> str:
+    if len(name.encode()) <= limit:
+        return name
+    stem, dot, suffix = name.rpartition(".")
+    if not (dot and stem) or len(suffix.encode()) + 1 > MAX_SUFFIX_BYTES:
+        stem, suffix = name, ""
+    else:
+        suffix = dot + suffix
+    # Cut on a character boundary: a partial UTF-8 sequence at the end is dropped.
+    stem = stem.encode()[: limit - len(suffix.encode())].decode("utf-8", "ignore")
+    return stem + suffix
 
 
 # Slash-separated, non-empty segments, none of them "." or "..", no backslash or NUL:

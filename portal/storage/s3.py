@@ -24,7 +24,6 @@ import threading
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-import structlog
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from storages.backends.s3 import S3Storage as DjangoStoragesS3
@@ -36,10 +35,11 @@ from portal.exceptions import (
     PartTooLarge,
     StorageUnavailable,
 )
+from portal.logs import get_logger
 from portal.storage import keys
 from portal.storage.base import COPY_BUFFER_SIZE, DELETE_BATCH_SIZE, DeleteResult, StoredObject
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 S3_ERRORS = (ClientError, BotoCoreError)
 MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -7,8 +8,8 @@ from django.test import Client, override_settings
 from django.urls import resolve
 from jsonschema import Draft202012Validator
 
-from portal.openapi import openapi_document
 from portal.services.tokens import create_api_token
+from portal.views.uploads import api
 from tests.factories import make_user
 
 # Small limits so tests send bytes, not megabytes; S3 tests use 5 MiB chunks instead.
@@ -20,16 +21,19 @@ SMALL_LIMITS = {
 }
 
 
+def openapi_document() -> dict:
+    """The generated document as clients receive it (JSON: status keys are strings)."""
+    return json.loads(json.dumps(api.get_openapi_schema(), default=str))
+
+
 def path_template(path: str) -> str:
     """``/uploads/sessions/<uuid>/parts/3`` → ``/uploads/sessions/{session_id}/parts/{part_number}``."""
-    route = resolve(path).route
-    for converter in ("str", "int", "uuid", "path", "slug"):
-        route = route.replace(f"<{converter}:", "{")
-    return "/" + route.replace(">", "}")
+    return "/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", resolve(path).route)
 
 
 def assert_documented(method: str, path: str, response) -> None:
-    """The answer's status is listed for its operation and its JSON body fits the schema."""
+    """The answer's status is listed for its operation, its JSON body fits the schema and
+    its error code is one of the codes the document lists for that status."""
     document = openapi_document()
     operation = document["paths"][path_template(path)][method.lower()]
     documented = operation["responses"].get(str(response.status_code))
@@ -42,6 +46,11 @@ def assert_documented(method: str, path: str, response) -> None:
         # OpenAPI 3.1 schemas are JSON Schema 2020-12; refs resolve against the document.
         Draft202012Validator({**schema, "components": document["components"]}).validate(
             response.json()
+        )
+    if "x-error-codes" in documented:
+        assert response.json()["error"]["code"] in documented["x-error-codes"], (
+            f"{method} {path_template(path)} answered {response.status_code} "
+            f"{response.json()['error']['code']}, which the OpenAPI document omits"
         )
 
 

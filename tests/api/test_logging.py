@@ -1,16 +1,17 @@
+import logging
 import os
 
 import pytest
-from structlog.testing import capture_logs
 
 from tests.api.conftest import chunks_of
+from tests.logs import event_of
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("small_limits")]
 
 
-def test_lifecycle_events_carry_ids_and_never_the_token(uploader, fs_storage):
+def test_lifecycle_events_carry_ids_and_never_the_token(uploader, fs_storage, caplog):
     data = os.urandom(12)
-    with capture_logs() as logs:
+    with caplog.at_level(logging.DEBUG, logger="portal"):
         session = uploader.create(original_filename="a.bin", total_size_bytes=len(data)).json()
         for number, part in chunks_of(data, 8).items():
             uploader.put_part(session["session_id"], number, part)
@@ -18,6 +19,7 @@ def test_lifecycle_events_carry_ids_and_never_the_token(uploader, fs_storage):
         other = uploader.create(original_filename="b.bin", total_size_bytes=3).json()
         uploader.abort(other["session_id"])
 
+    logs = [event_of(record) for record in caplog.records]
     by_event = {}
     for entry in logs:
         by_event.setdefault(entry["event"], []).append(entry)

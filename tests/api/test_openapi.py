@@ -1,22 +1,22 @@
-"""The OpenAPI document matches the routes; API tests check every answer against it."""
+"""The generated OpenAPI document: valid, complete, and served at the same URL.
+
+API tests check every answer against it (``tests/api/conftest.py``), and
+``test_contract.py`` drives each limit it states one past the edge.
+"""
 
 import pytest
 from openapi_spec_validator import validate
 
-from portal import urls
-from portal.openapi import openapi_document
-from tests.api.conftest import UploadClient
+from tests.api.conftest import UploadClient, openapi_document
 
-
-def upload_routes() -> dict[str, set[str]]:
-    """``{"/uploads/sessions/{session_id}": {"get", "delete"}, ...}`` from portal/urls.py."""
-    routes = {}
-    for pattern in urls.urlpatterns:
-        route = str(pattern.pattern)
-        if route.startswith("uploads/"):
-            template = "/" + route.replace("<str:", "{").replace(">", "}")
-            routes[template] = {m.lower() for m in pattern.callback.allowed_methods}
-    return routes
+# SPEC §4: the upload operations, and nothing else.
+OPERATIONS = {
+    ("/uploads/sessions", "post"),
+    ("/uploads/sessions/{session_id}", "get"),
+    ("/uploads/sessions/{session_id}", "delete"),
+    ("/uploads/sessions/{session_id}/parts/{part_number}", "put"),
+    ("/uploads/sessions/{session_id}/finalize", "post"),
+}
 
 
 def test_document_is_valid_openapi_3_1():
@@ -26,26 +26,35 @@ def test_document_is_valid_openapi_3_1():
     validate(document)
 
 
-def test_every_upload_route_and_method_is_documented_and_nothing_else():
+def test_every_upload_operation_is_documented_and_nothing_else():
     documented = {
-        path: {method for method in item if method != "parameters"}
-        for path, item in openapi_document()["paths"].items()
+        (path, method) for path, item in openapi_document()["paths"].items() for method in item
     }
 
-    assert documented == upload_routes()
+    assert documented == OPERATIONS
 
 
-def test_every_authenticated_operation_documents_401_and_its_error_schema():
+def test_every_operation_documents_401_and_every_error_lists_its_codes():
     for path, item in openapi_document()["paths"].items():
         for method, operation in item.items():
-            if method == "parameters" or operation.get("security") == []:
-                continue
+            assert operation["security"] == [{"BearerToken": []}], f"{method} {path}"
             assert "401" in operation["responses"], f"{method} {path}"
+            for status, response in operation["responses"].items():
+                if int(status) >= 400:
+                    assert response["x-error-codes"], f"{method} {path} {status}"
+
+
+def test_optional_fields_are_documented_as_nullable():
+    properties = openapi_document()["components"]["schemas"]["SessionRequest"]["properties"]
+
+    for name in ("content_type", "chunk_size_bytes", "idempotency_key"):
+        assert {"type": "null"} in properties[name]["anyOf"], name
+    assert properties["total_size_bytes"]["type"] == "integer"
 
 
 @pytest.mark.django_db
 def test_document_is_served_without_a_token():
-    response = UploadClient(None).request("GET", "/uploads/openapi.json")
+    response = UploadClient(None).client.get("/uploads/openapi.json")
 
     assert response.status_code == 200
     assert response.json() == openapi_document()

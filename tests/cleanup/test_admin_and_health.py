@@ -139,6 +139,8 @@ def health(client):
 
 
 def test_health_is_503_before_any_run_when_no_schedule_says_the_deploy_is_fresh(client):
+    PeriodicTask.objects.all().delete()  # the app installed its schedule at migrate
+
     status, body = health(client)
 
     assert status == 503
@@ -175,11 +177,13 @@ def test_health_is_503_when_no_run_succeeded_within_three_intervals(client, fs_s
 
 def test_health_shows_the_next_run_from_the_beat_schedule(client, fs_storage):
     last_run_at = timezone.now() - timedelta(minutes=4)
-    PeriodicTask.objects.create(
+    PeriodicTask.objects.update_or_create(  # the app installed it at migrate
         name="portal-cleanup",
-        task="portal.tasks.portal_cleanup_task",
-        interval=IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES),
-        last_run_at=last_run_at,
+        defaults={
+            "task": "portal.tasks.portal_cleanup_task",
+            "interval": IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES),
+            "last_run_at": last_run_at,
+        },
     )
     run_cleanup(trigger="beat")
 
@@ -210,10 +214,12 @@ def test_health_shows_a_forced_dry_run_by_setting(client, fs_storage, settings):
 
 
 def cleanup_schedule(created_ago):
-    task = PeriodicTask.objects.create(
+    task, _ = PeriodicTask.objects.update_or_create(  # the app installed it at migrate
         name="portal-cleanup",
-        task="portal.tasks.portal_cleanup_task",
-        interval=IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES),
+        defaults={
+            "task": "portal.tasks.portal_cleanup_task",
+            "interval": IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES),
+        },
     )
     # date_changed is auto_now; a schedule that never ran was last changed at creation.
     PeriodicTask.objects.filter(pk=task.pk).update(date_changed=timezone.now() - created_ago)

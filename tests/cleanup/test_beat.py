@@ -3,6 +3,7 @@
 import os
 import signal
 import subprocess
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ from tests.environment import REDIS_URL
 from tests.factories import make_user
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-CELERY = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "celery"
+CELERY = Path(sys.executable).parent / "celery"  # the virtualenv running the tests
 BROKER_URL = REDIS_URL
 SMALL_CHUNKS = {
     "PORTAL_CHUNK_SIZE": 8,

@@ -6,8 +6,9 @@ from django.utils import timezone
 
 from portal.exceptions import SessionGone, TooLarge, UploadRejected
 from portal.models import UploadPart, UploadSession
+from portal.schemas import SessionRequest
 from portal.services.chunks import expected_part_size, receive_part
-from portal.services.sessions import SessionRequest, create_session
+from portal.services.sessions import create_session
 from tests.api.conftest import temp_objects
 from tests.factories import make_user
 
@@ -20,9 +21,7 @@ def session(settings):
     user = make_user()
     status = create_session(
         user=user,
-        request=SessionRequest.validate(
-            original_filename="a.bin", total_size_bytes=10, chunk_size_bytes=4
-        ),
+        request=SessionRequest(original_filename="a.bin", total_size_bytes=10, chunk_size_bytes=4),
     )
     return UploadSession.objects.get(pk=status.session_id)
 

@@ -8,9 +8,10 @@ from django.db import connection
 
 from portal.exceptions import ChecksumMismatch, Conflict
 from portal.models import OutboxDelivery, OutboxEvent, UploadFile, UploadSession
+from portal.schemas import SessionRequest
 from portal.services.chunks import receive_part
 from portal.services.finalize import finalize_session
-from portal.services.sessions import SessionRequest, create_session
+from portal.services.sessions import create_session
 from tests.api.conftest import sha256
 from tests.factories import make_user
 
@@ -21,7 +22,7 @@ def upload(data: bytes, *, user=None, parts=None):
     user = user or make_user("bob")
     status = create_session(
         user=user,
-        request=SessionRequest.validate(
+        request=SessionRequest(
             original_filename="notes.txt",
             content_type="text/plain",
             total_size_bytes=len(data),
