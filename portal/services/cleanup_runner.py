@@ -138,17 +138,13 @@ def _finish(run, ctx, started, results, errors, *, status=None, skipped_reason="
     run.counts = counts
     run.errors = errors[:MAX_RECORDED_ERRORS]
     run.save(update_fields=["status", "finished_at", "counts", "errors", "updated_at"])
+    recorded = ("trigger", "status", "dry_run", "started_at", "finished_at", "counts")
     report = CleanupReport(
         run_id=str(run.pk),
-        trigger=run.trigger,
-        status=run.status,
-        dry_run=run.dry_run,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
         duration_ms=duration_ms,
-        counts=counts,
         errors=tuple(run.errors),
         skipped_reason=skipped_reason,
+        **{name: getattr(run, name) for name in recorded},
     )
     if status:
         log.info(
