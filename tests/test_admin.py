@@ -104,3 +104,8 @@ def test_revoke_action_calls_the_service_and_says_how_many(admin_client):
 
     assert "Revoked 2 tokens." in response.content.decode()
     assert ApiToken.objects.filter(revoked_at__isnull=True).count() == 0
+
+
+@pytest.mark.django_db
+def test_outbox_events_have_no_add_since_only_services_write_them(admin_client):
+    assert admin_client.get(reverse("admin:portal_outboxevent_add")).status_code == 403

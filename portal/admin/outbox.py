@@ -66,6 +66,10 @@ class OutboxEventAdmin(admin.ModelAdmin):
     inlines = [OutboxDeliveryInline]
     actions = ["replay_dead", "retry_pending_now"]
 
+    def has_add_permission(self, request):
+        # Events are written by services in the transaction of the change they report.
+        return False
+
     @admin.action(description="Replay dead deliveries of the selected events")
     def replay_dead(self, request, queryset):
         count = replay_dead_deliveries(deliveries=OutboxDelivery.objects.filter(event__in=queryset))
