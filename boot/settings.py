@@ -97,6 +97,7 @@ class Base(Configuration):
     PORTAL_CLEANUP_INTERVAL_MINUTES = env.FloatValue(10)
     PORTAL_CLEANUP_GRACE_MINUTES = env.IntegerValue(30)
     PORTAL_CLEANUP_BATCH_SIZE = env.IntegerValue(1000)
+    PORTAL_CLEANUP_DEEP_INTERVAL_MINUTES = env.FloatValue(360)  # retention: the deep cycle
     PORTAL_FAILED_SESSION_RETENTION_DAYS = env.IntegerValue(30)
     PORTAL_OUTBOX_RETENTION_DAYS = env.IntegerValue(7)
     PORTAL_READY_TIMEOUT_SECONDS = env.FloatValue(0.8)
@@ -140,6 +141,11 @@ class Base(Configuration):
             "portal-cleanup": {
                 "task": "portal.tasks.portal_cleanup_task",
                 "schedule": timedelta(minutes=self.PORTAL_CLEANUP_INTERVAL_MINUTES),
+            },
+            # Retention (SPEC §10): the storage sweep on its own, longer cycle.
+            "portal-cleanup-deep": {
+                "task": "portal.tasks.portal_cleanup_deep_task",
+                "schedule": timedelta(minutes=self.PORTAL_CLEANUP_DEEP_INTERVAL_MINUTES),
             },
             "portal-dispatch-outbox": {
                 "task": "portal.tasks.dispatch_outbox_task",

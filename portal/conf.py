@@ -33,6 +33,8 @@ DEFAULTS = {
     "PORTAL_STORAGE_ROOT": "var/storage",
     "PORTAL_TEMP_PREFIX": "tmp/",
     "PORTAL_FINAL_PREFIX": "files/",
+    # Retention (SPEC §10): the storage sweep's own, longer cycle.
+    "PORTAL_CLEANUP_DEEP_INTERVAL_MINUTES": 360,
     # Not in the public table: transport knobs with safe defaults.
     "PORTAL_OUTBOX_CONNECT_TIMEOUT_SECONDS": 3.05,
     "PORTAL_OUTBOX_READ_TIMEOUT_SECONDS": 10.0,
@@ -155,3 +157,11 @@ def final_prefix() -> str:
 
 def s3_bucket() -> str:
     return getattr(settings, "AWS_STORAGE_BUCKET_NAME", None) or ""
+
+
+# -- retention (SPEC §10) ---------------------------------------------------------
+
+
+def cleanup_deep_interval() -> timedelta:
+    """Beat interval of the deep cycle (the storage sweep)."""
+    return timedelta(minutes=float(get("PORTAL_CLEANUP_DEEP_INTERVAL_MINUTES")))

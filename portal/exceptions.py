@@ -79,3 +79,22 @@ class TooLarge(UploadRejected):
 class ChecksumMismatch(UploadRejected):
     status = 422
     code = "checksum_mismatch"
+
+
+# -- retention (SPEC §10) -----------------------------------------------------------
+
+
+class InvalidRetentionClass(UploadRejected):
+    """``retention_class`` names no retention policy."""
+
+    status = 400
+    code = "invalid_retention_class"
+
+
+class RetentionRefused(PortalError):
+    """A retention operation cannot be done to this file or policy now (``code`` says why)."""
+
+    def __init__(self, message: str, *, code: str):
+        super().__init__(message)
+        self.message = message
+        self.code = code

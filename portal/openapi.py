@@ -58,7 +58,8 @@ def _paths() -> dict:
                         "Session", "The session created earlier with this idempotency_key."
                     ),
                     "400": _error(
-                        "Invalid input (invalid_json, invalid_field, invalid_chunk_size, too_many_parts)."
+                        "Invalid input (invalid_json, invalid_field, invalid_chunk_size, too_many_parts, "
+                        "invalid_retention_class)."
                     ),
                     "401": UNAUTHORIZED,
                     "409": _error(
@@ -217,6 +218,12 @@ def _schemas() -> dict:
                     "description": "Default PORTAL_CHUNK_SIZE; within PORTAL_CHUNK_SIZE_MIN..MAX.",
                 },
                 "idempotency_key": {"type": "string", "maxLength": 255},
+                "retention_class": {
+                    "type": "string",
+                    "description": "A retention policy code (default: the default policy); "
+                    "unknown: 400 invalid_retention_class.",
+                    "examples": ["general", "financial"],
+                },
             },
         },
         "FinalizeRequest": {
@@ -270,6 +277,18 @@ def _schemas() -> dict:
                         "backend": {"type": "string"},
                         "bucket": {"type": "string"},
                         "key": {"type": "string"},
+                    },
+                },
+                "retention": {
+                    "type": "object",
+                    "required": ["class", "expires_at"],
+                    "properties": {
+                        "class": {"type": ["string", "null"]},
+                        "expires_at": {
+                            **nullable_time,
+                            "description": "stored_at + the class's retention; null: kept "
+                            "indefinitely.",
+                        },
                     },
                 },
             },

@@ -13,4 +13,11 @@ def dispatch_outbox_task() -> dict:
 
 @shared_task(name="portal.tasks.portal_cleanup_task")
 def portal_cleanup_task() -> dict:
-    return run_cleanup(trigger="beat").as_dict()
+    """The light cycle: every step but the storage sweep."""
+    return run_cleanup(trigger="beat", cycle="light").as_dict()
+
+
+@shared_task(name="portal.tasks.portal_cleanup_deep_task")
+def portal_cleanup_deep_task() -> dict:
+    """The deep cycle (every PORTAL_CLEANUP_DEEP_INTERVAL_MINUTES): the storage sweep."""
+    return run_cleanup(trigger="beat", cycle="deep").as_dict()

@@ -1,3 +1,3 @@
 """Admin registrations, one module per area."""
 
-from portal.admin import cleanup, outbox, uploads  # noqa: F401 - registers the ModelAdmins
+from portal.admin import cleanup, outbox, retention, uploads  # noqa: F401 - registers the ModelAdmins

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.template.defaultfilters import pluralize
 
+from portal.admin.retention import LegalHoldActionsMixin
 from portal.models import ApiToken, UploadFile, UploadPart, UploadSession
 from portal.services.tokens import revoke_api_token
 
@@ -11,9 +12,9 @@ class ReadOnlyTimestampsMixin:
 
 
 @admin.register(UploadFile)
-class UploadFileAdmin(ReadOnlyTimestampsMixin, admin.ModelAdmin):
+class UploadFileAdmin(LegalHoldActionsMixin, ReadOnlyTimestampsMixin, admin.ModelAdmin):
     list_display = ("original_filename", "status", "size_bytes", "uploaded_by", "created_at")
-    list_filter = ("status", "storage_backend")
+    list_filter = ("status", "storage_backend", "legal_hold", "retention_policy")
     search_fields = ("id", "original_filename", "sha256", "storage_key", "uploaded_by__username")
     list_select_related = ("uploaded_by",)
     raw_id_fields = ("uploaded_by",)

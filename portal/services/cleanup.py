@@ -506,8 +506,13 @@ def _note_failures(step: str, failures: dict[str, str], errors: list[ItemError])
 # -- a whole run ------------------------------------------------------------------
 
 
-def run_cleanup(*, trigger, now=None, dry_run=None, batch_size=None, storage=None) -> CleanupReport:
+def run_cleanup(
+    *, trigger, now=None, dry_run=None, batch_size=None, storage=None, cycle="all"
+) -> CleanupReport:
     """Run every step in order and record the run as a ``CleanupRun``.
+
+    ``cycle`` picks the steps: ``"light"`` all but the deep ones (``DEEP_STEPS``), ``"deep"``
+    only those, ``"all"`` every step.
 
     ``PORTAL_CLEANUP_ENABLED=false`` or the paused switch records a skipped run and
     changes nothing. ``PORTAL_CLEANUP_DRY_RUN``, the force-dry-run switch or
@@ -532,17 +537,25 @@ def run_cleanup(*, trigger, now=None, dry_run=None, batch_size=None, storage=Non
         if skipped_reason:
             log.info("cleanup.skipped", trigger=trigger, reason=skipped_reason)
             return _finish(run, now, started, {}, [], skipped_reason=skipped_reason)
-        log.info("cleanup.started", trigger=trigger, dry_run=dry_run)
+        log.info("cleanup.started", trigger=trigger, dry_run=dry_run, cycle=cycle)
+        from portal.services import retention  # its steps import this module's claims
+
         options = {"now": now, "dry_run": dry_run, "batch_size": batch_size}
         steps = {
             "stale_sessions": partial(cleanup_stale_sessions, **options),
             "orphan_temp_parts": partial(cleanup_orphan_temp_parts, storage=storage, **options),
             "failed_sessions": partial(prune_old_failed_sessions, **options),
+            # Retention (SPEC §10); its steps reuse this module's batch claims.
+            "expiring_files": partial(retention.notify_expiring_files, **options),
+            "expired_files": partial(
+                retention.delete_expired_files, storage=storage, run_id=run.pk, **options
+            ),
             "orphan_storage_objects": partial(
                 sweep_orphan_storage_objects, storage=storage, **options
             ),
             "outbox": partial(prune_outbox, **options),
         }
+        steps = {name: step for name, step in steps.items() if _in_cycle(name, cycle)}
         results, errors = {}, []
         try:
             for name, step in steps.items():
@@ -562,6 +575,18 @@ def run_cleanup(*, trigger, now=None, dry_run=None, batch_size=None, storage=Non
             raise
         status = _status(results, steps=len(steps))
         return _finish(run, now, started, results, errors, status=status)
+
+
+# Steps of the deep cycle (PORTAL_CLEANUP_DEEP_INTERVAL_MINUTES); the rest are light.
+DEEP_STEPS = frozenset({"orphan_storage_objects"})
+
+
+def _in_cycle(step: str, cycle: str) -> bool:
+    if cycle == "all":
+        return True
+    if cycle not in ("light", "deep"):
+        raise ValueError(f"cycle must be 'all', 'light' or 'deep', not {cycle!r}")
+    return (step in DEEP_STEPS) == (cycle == "deep")
 
 
 def _status(results: dict, *, steps: int) -> str:

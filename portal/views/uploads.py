@@ -34,6 +34,7 @@ SESSION_FIELDS = (
     "total_size_bytes",
     "chunk_size_bytes",
     "idempotency_key",
+    "retention_class",
 )
 FINALIZE_FIELDS = ("sha256",)
 
@@ -141,7 +142,12 @@ def sessions(request):
         raise UploadRejected(
             "original_filename and total_size_bytes are required.", code="invalid_field"
         )
-    result = create_session(user=request.user, request=SessionRequest.validate(**body))
+    retention_class = body.pop("retention_class", None)
+    result = create_session(
+        user=request.user,
+        request=SessionRequest.validate(**body),
+        retention_class=retention_class,
+    )
     return JsonResponse(result.as_dict(), status=201 if result.created else 200)
 
 
