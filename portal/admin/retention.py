@@ -1,6 +1,8 @@
 """Retention in the admin: policies (every change recorded), the audit, proofs of deletion,
 and the legal hold actions of the file admin (behind ``portal.manage_legal_hold``)."""
 
+from copy import copy
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
@@ -19,8 +21,11 @@ class RetentionPolicyForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        # The instance is updated from the form only after clean(): check a copy.
+        candidate = copy(self.instance)
+        candidate.is_default = cleaned.get("is_default", False)
         try:
-            check_policy_change(self.instance)
+            check_policy_change(candidate)
         except RetentionRefused as exc:
             raise forms.ValidationError(exc.message, code=exc.code) from exc
         return cleaned
