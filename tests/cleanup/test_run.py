@@ -65,6 +65,8 @@ EXPECTED_COUNTS = {
     "stale_sessions": {"expired": 1},
     "orphan_temp_parts": {"deleted": 4, "failed": 0},
     "failed_sessions": {"pruned": 1},
+    "expiring_files": {"notified": 0},  # retention (SPEC §10): tests/retention
+    "expired_files": {"deleted": 0, "failed": 0, "bytes_reclaimed": 0},
     "orphan_storage_objects": {"deleted": 1, "failed": 0},
     "outbox": {"pruned": 1},
     "total": {"expired": 1, "deleted": 7, "failed": 0},
@@ -188,7 +190,7 @@ def test_every_step_failing_fails_the_run(fs_storage, monkeypatch):
     def unavailable(**kwargs):
         raise StorageUnavailable("down")
 
-    from portal.services import cleanup
+    from portal.services import cleanup, retention
 
     for name in (
         "cleanup_stale_sessions",
@@ -198,10 +200,12 @@ def test_every_step_failing_fails_the_run(fs_storage, monkeypatch):
         "prune_outbox",
     ):
         monkeypatch.setattr(cleanup, name, unavailable)
+    for name in ("notify_expiring_files", "delete_expired_files"):
+        monkeypatch.setattr(retention, name, unavailable)
 
     report = cleanup.run_cleanup(trigger="beat")
 
-    assert (report.status, report.ok, len(report.errors)) == ("failed", False, 5)
+    assert (report.status, report.ok, len(report.errors)) == ("failed", False, 7)
 
 
 def test_run_logs_start_batches_and_finish_with_its_run_id(fs_storage, log_events):
