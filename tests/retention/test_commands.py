@@ -25,7 +25,9 @@ def test_legal_hold_command_sets_and_releases_with_an_audit(fs_storage, capsys):
     assert UploadFile.objects.filter(legal_hold=True, legal_hold_reason="subpoena 4").count() == 2
     call_command("legal_hold", ids[0], "--release")
     assert "Released 1 file(s)" in capsys.readouterr().out
-    assert list(RetentionChange.objects.order_by("created_at").values_list("action", flat=True)) == [
+    assert list(
+        RetentionChange.objects.order_by("created_at").values_list("action", flat=True)
+    ) == [
         "hold_set",
         "hold_set",
         "hold_released",
@@ -91,9 +93,11 @@ def test_apply_retention_counts_earlier_later_due_and_dry_run_changes_nothing(fs
     RetentionPolicy.objects.filter(code="financial").update(retention=None)
     call_command("apply_retention", "financial")
     assert "0 earlier, 2 later, 0 become due." in capsys.readouterr().out
-    assert not UploadFile.objects.filter(expires_at__isnull=False).filter(
-        retention_policy__code="financial"
-    ).exists()
+    assert (
+        not UploadFile.objects.filter(expires_at__isnull=False)
+        .filter(retention_policy__code="financial")
+        .exists()
+    )
 
 
 def test_apply_retention_names_an_unknown_class():
