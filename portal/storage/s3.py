@@ -209,9 +209,11 @@ class S3Storage:
     def _copy_multipart(self, part_keys: list[str], key: str) -> bool:
         """Compose ``key`` from ``part_keys``; False if S3 finds a part too small to copy."""
         upload_id = self._start_multipart(key)
+        source = None  # the part being copied, named if S3 finds it missing
         try:
             etags = []
             for number, part_key in enumerate(part_keys, start=1):
+                source = part_key
                 response = self.client.upload_part_copy(
                     Bucket=self.bucket,
                     Key=key,
@@ -220,13 +222,14 @@ class S3Storage:
                     CopySource={"Bucket": self.bucket, "Key": part_key},
                 )
                 etags.append(response["CopyPartResult"]["ETag"])
+            source = None
             self._complete_multipart(key, upload_id, etags)
         except S3_ERRORS as exc:
             self._abort_multipart(key, upload_id)
             if _error_code(exc) == "EntityTooSmall":
                 return False
             if _is_missing(exc):
-                raise ObjectMissing(f"a part of {key} is missing") from exc
+                raise ObjectMissing(source or key) from exc
             raise StorageUnavailable(f"cannot assemble {key}: {_reason(exc)}") from exc
         return True
 
@@ -288,21 +291,14 @@ class S3Storage:
             )
             for page in pages:
                 for item in page.get("Contents", ()):
-                    if item["LastModified"] < older_than and self._is_temp_key(item["Key"]):
+                    # Every key under the prefix, whatever its shape: the caller decides
+                    # which are the portal's (cleanup counts the others as foreign).
+                    if item["LastModified"] < older_than:
                         yield StoredObject(
                             key=item["Key"], size=item["Size"], last_modified=item["LastModified"]
                         )
         except S3_ERRORS as exc:
             raise StorageUnavailable(f"cannot list {self.temp_prefix}: {_reason(exc)}") from exc
-
-    def _is_temp_key(self, key: str) -> bool:
-        # A key this adapter would refuse to delete (a "folder" marker, "tmp/../x")
-        # is not one it wrote.
-        try:
-            keys.validate_key(key, self.temp_prefix)
-        except InvalidStorageKey:
-            return False
-        return True
 
     # -- deleting -------------------------------------------------------------
 
