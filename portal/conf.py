@@ -45,6 +45,8 @@ DEFAULTS = {
     "PORTAL_CELERY_QUEUE": "",
     # How often beat sweeps the outbox for deliveries whose kick was lost or retry is due.
     "PORTAL_OUTBOX_SWEEP_SECONDS": 30.0,
+    # Retention (SPEC §10): the storage sweep's own, longer cycle.
+    "PORTAL_CLEANUP_DEEP_INTERVAL_MINUTES": 360.0,
     # Not in the public table: transport knobs with safe defaults.
     "PORTAL_OUTBOX_CONNECT_TIMEOUT_SECONDS": 3.05,
     "PORTAL_OUTBOX_READ_TIMEOUT_SECONDS": 10.0,
@@ -235,3 +237,11 @@ TUS_RESPONSE_HEADERS = (
     "Upload-Concat",
     "X-Request-ID",
 )
+
+
+# -- retention (SPEC §10) ---------------------------------------------------------
+
+
+def cleanup_deep_interval() -> timedelta:
+    """Beat interval of the deep cycle (the storage sweep)."""
+    return timedelta(minutes=float(get("PORTAL_CLEANUP_DEEP_INTERVAL_MINUTES")))

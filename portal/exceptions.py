@@ -105,3 +105,22 @@ class BodyAbandoned(UploadRejected):
 
     status = 408
     code = "body_timeout"
+
+
+# -- retention (SPEC §10) -----------------------------------------------------------
+
+
+class InvalidRetentionClass(UploadRejected):
+    """``retention_class`` names no retention policy."""
+
+    status = 400
+    code = "invalid_retention_class"
+
+
+class RetentionRefused(PortalError):
+    """A retention operation cannot be done to this file or policy now (``code`` says why)."""
+
+    def __init__(self, message: str, *, code: str):
+        super().__init__(message)
+        self.message = message
+        self.code = code

@@ -26,11 +26,27 @@ class TimestampedModel(models.Model):
         abstract = True
 
 
+class UploadFileQuerySet(models.QuerySet):
+    def stored(self):
+        return self.filter(status=UploadFile.Status.STORED)
+
+    def not_held(self):
+        return self.filter(legal_hold=False)
+
+    def unclaimed(self, now):
+        """Not being deleted by a live run (a claim past its time belongs to a dead one)."""
+        return self.filter(
+            Q(retention_claimed_until__isnull=True) | Q(retention_claimed_until__lt=now)
+        )
+
+
 class UploadFile(TimestampedModel):
     class Status(models.TextChoices):
         UPLOADING = "uploading"
         STORED = "stored"
         FAILED = "failed"
+        DELETED = "deleted"
+        MISSING = "missing"
 
     original_filename = models.CharField(max_length=255)
     content_type = models.CharField(max_length=255, blank=True)
@@ -44,9 +60,53 @@ class UploadFile(TimestampedModel):
     storage_bucket = models.CharField(max_length=255, blank=True)
     storage_key = models.CharField(max_length=1024, blank=True)
     stored_at = models.DateTimeField(null=True, blank=True)
+    # -- retention (SPEC §10); set and changed only by portal.services.retention --
+    retention_policy = models.ForeignKey(
+        "RetentionPolicy", null=True, blank=True, on_delete=models.PROTECT, related_name="files"
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)  # null: kept indefinitely
+    # Database defaults too, so rows inserted by plain SQL (imports, benchmarks) are valid.
+    legal_hold = models.BooleanField(default=False, db_default=False)
+    legal_hold_reason = models.CharField(max_length=500, blank=True, db_default="")
+    legal_hold_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    legal_hold_at = models.DateTimeField(null=True, blank=True)
+    expiring_notified_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    # Set while a run deletes the file's object, so overlapping runs and a new legal
+    # hold leave it alone; a claim past this time (its run died) may be taken again.
+    retention_claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = UploadFileQuerySet.as_manager()
 
     class Meta:
-        indexes = [models.Index(fields=["status", "created_at"], name="portal_file_status_idx")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="portal_file_status_idx"),
+            # notify_expiring_files: stored, not held, not yet notified, by expiry.
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(status="stored", legal_hold=False, expiring_notified_at__isnull=True),
+                name="portal_file_notify_idx",
+            ),
+            # delete_expired_files: stored, not held, notified; walked in id order.
+            models.Index(
+                fields=["id"],
+                condition=Q(status="stored", legal_hold=False, expiring_notified_at__isnull=False),
+                name="portal_file_expired_idx",
+            ),
+            # apply_retention: the stored files of one class.
+            models.Index(
+                fields=["retention_policy"],
+                condition=Q(status="stored"),
+                name="portal_file_policy_idx",
+            ),
+        ]
+        permissions = [("manage_legal_hold", "Can place and release legal holds")]
 
     def __str__(self):
         return f"{self.original_filename} ({self.status})"
@@ -393,3 +453,8 @@ class TusUpload(TimestampedModel):
 
     def __str__(self):
         return f"tus upload of {self.session_id}"
+
+
+# -- retention of stored files (SPEC §10): its own module, registered here -------------
+
+from portal.retention_models import FileDeletion, RetentionChange, RetentionPolicy  # noqa: E402, F401

@@ -33,6 +33,10 @@ class Entry:
 CLEANUP = "portal-cleanup"
 ENTRIES = [
     Entry(CLEANUP, "portal.tasks.portal_cleanup_task", conf.cleanup_interval),
+    # Retention (SPEC §10): the storage sweep and reconciliation on their own, longer cycle.
+    Entry(
+        "portal-cleanup-deep", "portal.tasks.portal_cleanup_deep_task", conf.cleanup_deep_interval
+    ),
     Entry(
         "portal-dispatch-outbox", "portal.tasks.dispatch_outbox_task", conf.outbox_sweep_interval
     ),

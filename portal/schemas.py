@@ -17,7 +17,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    create_model,
+    field_validator,
+)
 from pydantic import model_validator as _model_validator
 
 from portal import conf
@@ -102,8 +110,12 @@ class SessionRequest(BaseModel):
     idempotency_key: Annotated[StrictStr, Field(max_length=MAX_IDEMPOTENCY_KEY_LENGTH)] | None = (
         None
     )
+    # A retention policy code; unknown ones are the service's 400 invalid_retention_class.
+    retention_class: StrictStr | None = Field(
+        default=None, description="Default: the default policy."
+    )
 
-    @field_validator("original_filename", "content_type", "idempotency_key")
+    @field_validator("original_filename", "content_type", "idempotency_key", "retention_class")
     @classmethod
     def _storable(cls, value: str | None) -> str | None:
         return _check_storable(value)
@@ -176,6 +188,19 @@ class StorageRef(BaseModel):
     key: str
 
 
+# "class" is a Python keyword, so this model is built rather than declared.
+Retention = create_model(
+    "Retention",
+    **{
+        "class": (str | None, Field(description="The retention policy code.")),
+        "expires_at": (
+            datetime | None,
+            Field(description="stored_at + the class's retention; null: kept indefinitely."),
+        ),
+    },
+)
+
+
 class StoredFile(BaseModel):
     id: uuid.UUID
     filename: str
@@ -183,6 +208,7 @@ class StoredFile(BaseModel):
     size_bytes: int
     sha256: str
     storage: StorageRef
+    retention: Retention
 
 
 class Session(BaseModel):

@@ -33,6 +33,12 @@ def test_migrate_installs_every_entry_with_the_setting_intervals():
     # The test database was migrated: the rows are there without any host wiring.
     assert installed() == {
         "portal-cleanup": ("portal.tasks.portal_cleanup_task", timedelta(minutes=10), None, True),
+        "portal-cleanup-deep": (
+            "portal.tasks.portal_cleanup_deep_task",
+            timedelta(hours=6),
+            None,
+            True,
+        ),
         "portal-dispatch-outbox": (
             "portal.tasks.dispatch_outbox_task",
             timedelta(seconds=30),

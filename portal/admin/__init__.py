@@ -1,3 +1,9 @@
 """Admin registrations, one module per area."""
 
-from portal.admin import cleanup, dashboard, outbox, uploads  # noqa: F401 - registers the ModelAdmins
+from portal.admin import (  # noqa: F401 - registers the ModelAdmins
+    cleanup,
+    dashboard,
+    outbox,
+    retention,
+    uploads,
+)

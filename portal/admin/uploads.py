@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.template.defaultfilters import pluralize
 
 from portal.admin.lists import ApiTokenColumns, UploadFileColumns, UploadSessionColumns
+from portal.admin.retention import LegalHoldActionsMixin
 from portal.models import ApiToken, UploadFile, UploadPart, UploadSession
 from portal.services.tokens import revoke_api_token
 
@@ -27,9 +28,11 @@ class ServiceOwnedMixin:
 
 
 @admin.register(UploadFile)
-class UploadFileAdmin(UploadFileColumns, ServiceOwnedMixin, admin.ModelAdmin):
+class UploadFileAdmin(
+    LegalHoldActionsMixin, UploadFileColumns, ServiceOwnedMixin, admin.ModelAdmin
+):
     list_display = ("original_filename", "file_status", "size", "uploaded_by", "created")
-    list_filter = ("status", "storage_backend")
+    list_filter = ("status", "storage_backend", "legal_hold", "retention_policy")
     search_fields = ("id", "original_filename", "sha256", "storage_key", "uploaded_by__username")
     list_select_related = ("uploaded_by", "session")
     raw_id_fields = ("uploaded_by",)

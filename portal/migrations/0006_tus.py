@@ -9,7 +9,7 @@ import portal.models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("portal", "0004_cleanup_ownership"),
+        ("portal", "0005_retention"),
     ]
 
     operations = [

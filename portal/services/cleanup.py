@@ -34,6 +34,7 @@ from portal.db import claim_batch, committed_asynchronously, lock_batch
 from portal.logs import get_logger
 from portal.models import OutboxDelivery, OutboxEvent, UploadFile, UploadPart, UploadSession
 from portal.services.cleanup_context import CleanupContext, StepResult, StepTally, cleanup_step
+from portal.services.retention import delete_expired_files, notify_expiring_files
 from portal.storage import keys
 
 log = get_logger(__name__)
@@ -299,9 +300,27 @@ STEPS = {
     "stale_sessions": cleanup_stale_sessions,
     "orphan_temp_parts": cleanup_orphan_temp_parts,
     "failed_sessions": prune_old_failed_sessions,
+    # Retention of stored files (SPEC §10), in their own module.
+    "expiring_files": notify_expiring_files,
+    "expired_files": delete_expired_files,
     "orphan_storage_objects": sweep_orphan_storage_objects,
     "outbox": prune_outbox,
 }
+# Steps of the deep cycle (PORTAL_CLEANUP_DEEP_INTERVAL_MINUTES); the others are light.
+DEEP_STEPS = frozenset({"orphan_storage_objects"})
+CYCLES = ("all", "light", "deep")
+
+
+def steps_for(cycle: str = "all") -> dict:
+    """The steps of one cycle, in order: ``light`` (beat, every interval), ``deep`` (the
+    storage sweep, every deep interval) or ``all`` (the command)."""
+    if cycle not in CYCLES:
+        raise ValueError(f"cycle must be one of {', '.join(CYCLES)}, not {cycle!r}")
+    return {
+        name: step
+        for name, step in STEPS.items()
+        if cycle == "all" or (name in DEEP_STEPS) == (cycle == "deep")
+    }
 
 
 def __getattr__(name):

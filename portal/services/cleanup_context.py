@@ -36,6 +36,7 @@ class CleanupContext:
     outbox_retention: timedelta | None  # None: pruning is off
     skipped_reason: str = ""  # "disabled" (setting) or "paused" (admin switch)
     dry_run_forced: bool = False  # by PORTAL_CLEANUP_DRY_RUN or the admin switch
+    run_id: object = None  # the CleanupRun, once the runner has recorded it
 
 
 def cleanup_context(*, now=None, dry_run=None, batch_size=None, storage=None) -> CleanupContext:
@@ -79,11 +80,12 @@ class StepResult:
     failed: int = 0
     foreign: int = 0  # objects under a prefix the portal cannot prove it made: kept
     bytes_reclaimed: int = 0
+    notified: int = 0  # retention: files sent their file.expiring notice
     dry_run: bool = False
     errors: tuple[ItemError, ...] = ()  # the first MAX_RECORDED_ERRORS failures
     foreign_sample: tuple[str, ...] = ()  # the first FOREIGN_SAMPLE_SIZE foreign keys
 
-    COUNTS = ("expired", "deleted", "failed", "foreign", "bytes_reclaimed")
+    COUNTS = ("expired", "deleted", "failed", "foreign", "bytes_reclaimed", "notified")
 
     def counts(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.COUNTS}

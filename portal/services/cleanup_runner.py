@@ -7,7 +7,7 @@ the run and sends ``cleanup_finished``. Rendering is the callers' business
 """
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -16,7 +16,7 @@ from django.db import DatabaseError
 from portal.exceptions import PortalError
 from portal.logs import get_logger
 from portal.models import CleanupRun
-from portal.services.cleanup import STEPS
+from portal.services.cleanup import steps_for
 from portal.services.cleanup_context import (
     MAX_RECORDED_ERRORS,
     CleanupContext,
@@ -65,9 +65,12 @@ class CleanupReport:
 
 
 def run_cleanup(
-    *, trigger, now=None, dry_run=None, batch_size=None, storage=None, user=None
+    *, trigger, now=None, dry_run=None, batch_size=None, storage=None, user=None, cycle="all"
 ) -> CleanupReport:
     """Run every step in order and record the run as a ``CleanupRun`` (by ``user``, if any).
+
+    ``cycle`` picks the steps (``portal.services.cleanup.steps_for``): ``light``, ``deep``
+    or ``all``.
 
     ``PORTAL_CLEANUP_ENABLED=false`` or the paused switch records a skipped run and
     changes nothing. ``PORTAL_CLEANUP_DRY_RUN``, the force-dry-run switch or
@@ -75,6 +78,7 @@ def run_cleanup(
     step that fails is recorded and the run goes on with the next one.
     """
     ctx = cleanup_context(now=now, dry_run=dry_run, batch_size=batch_size, storage=storage)
+    steps = steps_for(cycle)
     started = time.monotonic()
     _close_abandoned_runs(ctx.now)
     run = CleanupRun.objects.create(
@@ -84,14 +88,15 @@ def run_cleanup(
         requested_by=user,
         status=CleanupRun.Status.SKIPPED if ctx.skipped_reason else CleanupRun.Status.RUNNING,
     )
+    ctx = replace(ctx, run_id=run.pk)  # retention's proofs of deletion name their run
     with structlog.contextvars.bound_contextvars(run_id=str(run.pk)):
         if ctx.skipped_reason:
             log.info("cleanup.skipped", trigger=trigger, reason=ctx.skipped_reason)
             return _finish(run, ctx, started, {}, [], skipped_reason=ctx.skipped_reason)
-        log.info("cleanup.started", trigger=trigger, dry_run=ctx.dry_run)
+        log.info("cleanup.started", trigger=trigger, dry_run=ctx.dry_run, cycle=cycle)
         results, errors, durations = {}, [], {}
         try:
-            for name, step in STEPS.items():
+            for name, step in steps.items():
                 step_started = time.monotonic()
                 try:
                     results[name] = step(ctx)
@@ -109,14 +114,14 @@ def run_cleanup(
             _finish(run, ctx, started, results, errors, status=CleanupRun.Status.FAILED)
             raise
         return _finish(
-            run, ctx, started, results, errors, status=_status(results), durations=durations
+            run, ctx, started, results, errors, status=_status(results, steps), durations=durations
         )
 
 
-def _status(results: dict[str, StepResult]) -> str:
+def _status(results: dict[str, StepResult], steps: dict) -> str:
     if not results:
         return CleanupRun.Status.FAILED
-    if len(results) < len(STEPS) or any(result.failed for result in results.values()):
+    if len(results) < len(steps) or any(result.failed for result in results.values()):
         return CleanupRun.Status.PARTIAL
     return CleanupRun.Status.SUCCESS
 

@@ -32,7 +32,9 @@ from portal.logs import get_logger
 from portal.metrics import counters
 from portal.models import UploadFile, UploadPart, UploadSession
 from portal.services.outbox import emit_event
+from portal.services.policies import expiry_for, resolve_policy
 from portal.services.sessions import (
+    FileInfo,
     SessionStatus,
     compact_ranges,
     describe_session,
@@ -190,6 +192,8 @@ def _store(session: UploadSession, assembled: StoredObject, *, user, storage, no
     upload_file.storage_bucket = storage.bucket
     upload_file.storage_key = assembled.key
     upload_file.stored_at = now
+    upload_file.retention_policy = upload_file.retention_policy or resolve_policy(None)
+    upload_file.expires_at = expiry_for(upload_file.retention_policy, now)
     upload_file.save(
         update_fields=[
             "sha256",
@@ -199,6 +203,8 @@ def _store(session: UploadSession, assembled: StoredObject, *, user, storage, no
             "storage_bucket",
             "storage_key",
             "stored_at",
+            "retention_policy",
+            "expires_at",
             "updated_at",
         ]
     )
@@ -211,18 +217,7 @@ def _store(session: UploadSession, assembled: StoredObject, *, user, storage, no
         aggregate_id=upload_file.pk,
         idempotency_key=f"file.stored:{upload_file.pk}",
         body={
-            "file": {
-                "id": str(upload_file.pk),
-                "filename": upload_file.original_filename,
-                "content_type": upload_file.content_type,
-                "size_bytes": upload_file.size_bytes,
-                "sha256": upload_file.sha256,
-                "storage": {
-                    "backend": upload_file.storage_backend,
-                    "bucket": upload_file.storage_bucket,
-                    "key": upload_file.storage_key,
-                },
-            },
+            "file": FileInfo.of(upload_file).as_dict(),
             "actor": {"user_id": user.pk, "username": user.get_username()},
         },
         now=now,

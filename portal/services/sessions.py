@@ -18,6 +18,7 @@ from portal.logs import get_logger
 from portal.metrics import counters
 from portal.models import UploadFile, UploadPart, UploadSession
 from portal.schemas import SessionRequest
+from portal.services.policies import resolve_policy
 
 log = get_logger(__name__)
 
@@ -32,6 +33,8 @@ class FileInfo:
     storage_backend: str
     storage_bucket: str
     storage_key: str
+    retention_class: str = ""
+    retention_expires_at: datetime | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -44,6 +47,10 @@ class FileInfo:
                 "backend": self.storage_backend,
                 "bucket": self.storage_bucket,
                 "key": self.storage_key,
+            },
+            "retention": {
+                "class": self.retention_class or None,
+                "expires_at": _iso(self.retention_expires_at),
             },
         }
 
@@ -58,7 +65,15 @@ class FileInfo:
             storage_backend=upload_file.storage_backend,
             storage_bucket=upload_file.storage_bucket,
             storage_key=upload_file.storage_key,
+            retention_class=upload_file.retention_policy.code
+            if upload_file.retention_policy_id
+            else "",
+            retention_expires_at=upload_file.expires_at,
         )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
 
 
 @dataclass(frozen=True)
@@ -186,8 +201,13 @@ def get_session_status(*, user, session_id) -> SessionStatus:
 
 
 def create_session(*, user, request: SessionRequest, now=None) -> SessionStatus:
-    """Open a session for a new file, or return the one opened with the same idempotency key."""
+    """Open a session for a new file, or return the one opened with the same idempotency key.
+
+    ``request.retention_class`` is a policy code (default: the default policy); an unknown
+    one raises ``InvalidRetentionClass`` (400 ``invalid_retention_class``).
+    """
     now = now or timezone.now()
+    policy = resolve_policy(request.retention_class)
     if request.idempotency_key:
         existing = _session_for_key(user, request)
         if existing is not None:
@@ -199,6 +219,7 @@ def create_session(*, user, request: SessionRequest, now=None) -> SessionStatus:
                 content_type=request.content_type or "",
                 size_bytes=request.total_size_bytes,
                 uploaded_by=user,
+                retention_policy=policy,
                 created_at=now,
             )
             session = UploadSession.objects.create(

@@ -69,9 +69,7 @@ class TusMetadata:
     raw: str
     filename: str
     filetype: str
-    # Parsed, not yet applied: retention classes land with the retention work (SPEC
-    # §10); ``create_upload`` is the single place that will pass it on.
-    retention_class: str
+    retention_class: str  # a retention policy code; "" means the default policy
 
 
 @dataclass(frozen=True)
@@ -164,7 +162,7 @@ def create_upload(
         original_filename=metadata.filename,
         content_type=metadata.filetype or None,
         total_size_bytes=length,
-        # metadata.retention_class goes here once sessions take one (SPEC §10).
+        retention_class=metadata.retention_class or None,
     )
     with transaction.atomic():
         status = create_session(user=user, request=request, now=now)

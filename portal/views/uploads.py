@@ -52,7 +52,13 @@ ERRORS = {
     "createSession": {
         400: (
             "Invalid input.",
-            ("invalid_json", "invalid_field", "invalid_chunk_size", "too_many_parts"),
+            (
+                "invalid_json",
+                "invalid_field",
+                "invalid_chunk_size",
+                "too_many_parts",
+                "invalid_retention_class",
+            ),
         ),
         401: ("No, invalid or revoked bearer token.", AUTH_CODES),
         409: ("idempotency_key already used for a different file.", ("idempotency_key_reused",)),

@@ -83,6 +83,8 @@ EXPECTED_COUNTS = {
     "stale_sessions": counts(expired=1),
     "orphan_temp_parts": counts(deleted=4, bytes_reclaimed=4 * PART_BYTES),
     "failed_sessions": counts(deleted=1),
+    "expiring_files": counts(),  # retention (SPEC §10): tests/retention
+    "expired_files": counts(),
     "orphan_storage_objects": counts(deleted=1, bytes_reclaimed=1),
     "outbox": counts(deleted=1),
     "total": counts(expired=1, deleted=7, bytes_reclaimed=4 * PART_BYTES + 1),
@@ -218,7 +220,7 @@ def test_every_step_failing_fails_the_run(fs_storage, monkeypatch):
 
     report = run_cleanup(trigger="beat")
 
-    assert (report.status, report.ok, len(report.errors)) == ("failed", False, 5)
+    assert (report.status, report.ok, len(report.errors)) == ("failed", False, len(cleanup.STEPS))
 
 
 def test_run_logs_start_batches_and_finish_with_its_run_id(fs_storage, log_events):

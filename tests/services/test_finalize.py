@@ -76,6 +76,8 @@ def test_stored_file_and_event_payload(fs_storage, settings):
             "size_bytes": len(data),
             "sha256": sha256(data),
             "storage": {"backend": "filesystem", "bucket": "", "key": upload_file.storage_key},
+            # Retention (SPEC §10): the default class, 30 days from storing.
+            "retention": {"class": "general", "expires_at": upload_file.expires_at.isoformat()},
         },
         "actor": {"user_id": user.pk, "username": "bob"},
     }

@@ -87,6 +87,17 @@ def test_creation_with_upload_and_metadata_echo(tus, fs_storage):
     assert UploadFile.objects.get().original_filename == "notes.txt"
 
 
+def test_retention_class_metadata_sets_the_files_class_and_an_unknown_one_is_400(tus, fs_storage):
+    financial = tus.create(8, **{"Upload-Metadata": metadata(retention_class="financial")})
+    unknown = tus.create(8, **{"Upload-Metadata": metadata(retention_class="forever")})
+
+    assert financial.status_code == 201
+    assert UploadFile.objects.get().retention_policy.code == "financial"
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["code"] == "invalid_retention_class"
+    assert UploadFile.objects.count() == 1
+
+
 def test_wrong_offset_is_409_and_stores_nothing(tus, fs_storage):
     url = path_of(tus.create(len(DATA)))
     tus.patch(url, 0, DATA[:5])

@@ -1,0 +1,419 @@
+"""Retention of stored files (SPEC §10): notices before deletion, deletion with proof, erasure.
+
+Two cleanup steps, under the rules of SPEC §6:
+
+- ``notify_expiring_files`` claims batches of stored, unheld, unnotified files whose
+  notice time (``expires_at - notice``) has passed, and in the same transaction sets
+  ``expiring_notified_at`` and writes one ``file.expiring`` event each. The claim is a
+  conditional locked update (``SELECT … FOR UPDATE SKIP LOCKED``), so overlapping runs
+  notify each file exactly once and every count is a row this run changed.
+- ``delete_expired_files`` claims batches of stored, unheld files past ``expires_at``
+  whose notice went out at least ``notice`` ago (``retention_claimed_until``, in a short
+  transaction), deletes their objects outside any transaction, and only then records
+  each deletion in one transaction: status ``deleted``, ``deleted_at``, a
+  ``FileDeletion`` row and a ``file.deleted`` event. An object storage refuses keeps
+  its file ``stored``; the claim is released and the next run tries again.
+
+``erase_file`` deletes one file now, on request, through the same recording path.
+"""
+
+import contextvars
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from django.db import transaction
+from django.db.models import DateTimeField, ExpressionWrapper, F, Max, Min, Sum, Value
+from django.utils import timezone
+
+from portal.db import claim_batch
+from portal.exceptions import RetentionRefused, StorageError
+from portal.models import FileDeletion, RetentionPolicy, UploadFile
+from portal.services.cleanup_context import CleanupContext, StepResult, StepTally, cleanup_step
+from portal.services.outbox import emit_events
+from portal.services.sessions import FileInfo
+from portal.storage import get_storage
+
+log = structlog.get_logger(__name__)
+
+# How long a deletion claim protects a file from other runs (and from a new hold).
+DELETION_CLAIM_TTL = timedelta(minutes=5)
+AGGREGATE_TYPE = "upload_file"
+# Final objects deleted at once (S3 takes one request per object).
+DELETE_CONCURRENCY = 8
+
+# What a claim reads of each file: enough for the event payloads and the proof.
+FILE_FIELDS = (
+    "original_filename",
+    "content_type",
+    "size_bytes",
+    "sha256",
+    "storage_backend",
+    "storage_bucket",
+    "storage_key",
+    "retention_policy",
+    "stored_at",
+    "expires_at",
+    "expiring_notified_at",
+)
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    """One claimed file, as the claim read it."""
+
+    pk: object
+    original_filename: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    storage_backend: str
+    storage_bucket: str
+    storage_key: str
+    retention_policy: object
+    stored_at: datetime | None
+    expires_at: datetime | None
+    expiring_notified_at: datetime | None
+
+    def file_info(self, policies: dict) -> dict:
+        policy = policies.get(self.retention_policy)
+        return FileInfo(
+            id=str(self.pk),
+            filename=self.original_filename,
+            content_type=self.content_type,
+            size_bytes=self.size_bytes,
+            sha256=self.sha256,
+            storage_backend=self.storage_backend,
+            storage_bucket=self.storage_bucket,
+            storage_key=self.storage_key,
+            retention_class=policy.code if policy else "",
+            retention_expires_at=self.expires_at,
+        ).as_dict()
+
+
+def _policies() -> dict:
+    return {policy.pk: policy for policy in RetentionPolicy.objects.all()}
+
+
+def _at(now, sign: int, field: str):
+    """``now ± <field>`` as a database expression (a policy duration, through the join)."""
+    expression = Value(now) + F(field) if sign > 0 else Value(now) - F(field)
+    return ExpressionWrapper(expression, output_field=DateTimeField())
+
+
+def notice_due(now):
+    """Stored, unheld, unnotified files whose notice time has passed."""
+    longest = RetentionPolicy.objects.aggregate(longest=Max("notice"))["longest"] or timedelta()
+    return (
+        UploadFile.objects.stored()
+        .not_held()
+        .filter(expiring_notified_at__isnull=True, expires_at__isnull=False)
+        # Sargable bound first, so the partial index is read as one short range.
+        .filter(expires_at__lte=now + longest)
+        .filter(expires_at__lte=_at(now, +1, "retention_policy__notice"))
+    )
+
+
+def deletion_due(now, *, claims_at=None):
+    """Stored, unheld files past expiry, notified at least their notice ago, not claimed
+    (at ``claims_at``, default ``now``)."""
+    shortest = RetentionPolicy.objects.aggregate(shortest=Min("notice"))["shortest"] or timedelta()
+    return (
+        UploadFile.objects.stored()
+        .not_held()
+        .unclaimed(claims_at or now)
+        .filter(expires_at__lte=now, expiring_notified_at__lte=now - shortest)
+        .filter(expiring_notified_at__lte=_at(now, -1, "retention_policy__notice"))
+    )
+
+
+@cleanup_step
+def notify_expiring_files(ctx: CleanupContext) -> StepResult:
+    """Send one ``file.expiring`` per file whose notice time has passed (SPEC §10)."""
+    now = ctx.now
+    due = notice_due(now)
+    if ctx.dry_run:
+        return StepResult(notified=due.count(), dry_run=True)
+    policies = _policies()
+    notified = 0
+    while True:
+        with transaction.atomic():
+            # Notified rows leave the partial index: each batch is the head of what is left.
+            rows = claim_batch(
+                due,
+                order_by="expires_at",
+                size=ctx.batch_size,
+                values={"expiring_notified_at": now, "updated_at": now},
+                returning=FILE_FIELDS,
+            )
+            claimed = [_Claimed(*row) for row in rows]
+            emit_events(
+                event_type="file.expiring",
+                aggregate_type=AGGREGATE_TYPE,
+                events=(_expiring_event(file, policies, now) for file in claimed),
+                now=now,
+            )
+        if not rows:
+            break
+        notified += len(rows)
+        log.info("file.expiring", count=len(rows), file_ids=[str(f.pk) for f in claimed])
+    return StepResult(notified=notified)
+
+
+def _expiring_event(file: _Claimed, policies: dict, now) -> tuple:
+    policy = policies.get(file.retention_policy)
+    delete_after = max(file.expires_at, now + (policy.notice if policy else timedelta()))
+    return (
+        file.pk,
+        f"file.expiring:{file.pk}:{now.isoformat()}",
+        {
+            "file": file.file_info(policies),
+            "expires_at": file.expires_at.isoformat(),
+            "delete_after": delete_after.isoformat(),
+        },
+    )
+
+
+@cleanup_step
+def delete_expired_files(ctx: CleanupContext) -> StepResult:
+    """Delete the objects of files due for deletion, then record each deletion (SPEC §10).
+
+    One batch's objects are deleted in a worker thread while the batch before is
+    recorded and the next one claimed; at most two batches are held at a time.
+    """
+    now, storage = ctx.now, ctx.storage
+    if ctx.dry_run:
+        due = deletion_due(now)
+        return StepResult(
+            deleted=due.count(),
+            bytes_reclaimed=due.aggregate(total=Sum("size_bytes"))["total"] or 0,
+            dry_run=True,
+        )
+    policies = _policies()
+    started = time.monotonic()
+    tally = StepTally()
+
+    def claim_next_batch(after=None):
+        # The run's clock moves on, so claims stay meaningful during long runs.
+        current = now + timedelta(seconds=time.monotonic() - started)
+        due = deletion_due(now, claims_at=current)
+        with transaction.atomic():
+            # In id order over the partial index of notified files, from the last batch
+            # on: a refused file, released for the next run, is not taken again in this one.
+            rows = claim_batch(
+                due.filter(pk__gt=after) if after else due,
+                size=ctx.batch_size,
+                values={"retention_claimed_until": current + DELETION_CLAIM_TTL},
+                returning=FILE_FIELDS,
+            )
+        return [_Claimed(*row) for row in rows]
+
+    with ThreadPoolExecutor(max_workers=1) as storage_worker:
+        batch, in_flight = claim_next_batch(), None
+        while batch or in_flight:
+            deleting = None
+            if batch:
+                work = contextvars.copy_context().run
+                deleting = (batch, storage_worker.submit(work, _delete_objects, storage, batch))
+            if in_flight:
+                claimed, (gone, refused) = in_flight[0], in_flight[1].result()
+                recorded = record_deletions(
+                    [file for file in claimed if file.pk in gone],
+                    policies=policies,
+                    now=now,
+                    reason=FileDeletion.Reason.RETENTION_EXPIRED,
+                    run_id=ctx.run_id,
+                )
+                tally.deleted += len(recorded)
+                tally.bytes_reclaimed += sum(file.size_bytes for file in recorded)
+                _release(list(refused))
+                tally.note_failures(
+                    "expired_files", {str(pk): reason for pk, reason in refused.items()}
+                )
+            in_flight = deleting
+            batch = claim_next_batch(after=batch[-1].pk) if batch else []
+    return tally.result()
+
+
+def _delete_objects(storage, files: list[_Claimed]) -> tuple[set, dict]:
+    """Delete each file's final object (missing counts as deleted), a few at a time: one
+    request per object on S3, so they go out in parallel.
+
+    Returns the ids whose object is gone and ``{id: reason}`` of those storage refused.
+    """
+
+    def delete(file):
+        try:
+            storage.delete_final(file.storage_key)
+        except StorageError as exc:
+            return file.pk, str(exc)
+        return file.pk, None
+
+    gone, refused = set(), {}
+    with ThreadPoolExecutor(max_workers=DELETE_CONCURRENCY) as pool:
+        # Each call in its own copy of this thread's context (log lines keep the run id).
+        calls = [pool.submit(contextvars.copy_context().run, delete, file) for file in files]
+        for pk, error in (call.result() for call in calls):
+            if error is None:
+                gone.add(pk)
+            else:
+                refused[pk] = error
+    return gone, refused
+
+
+def _release(ids) -> None:
+    if ids:
+        UploadFile.objects.filter(pk__any=ids).update(retention_claimed_until=None)
+
+
+def record_deletions(
+    files: list[_Claimed], *, policies, now, reason, run_id=None, actor=None, note=""
+) -> list[_Claimed]:
+    """In one transaction: mark the files (objects already gone) ``deleted``, write one
+    ``FileDeletion`` and one ``file.deleted`` each. Returns the files this call recorded;
+    a file another call recorded first is left out, so each has exactly one proof."""
+    if not files:
+        return []
+    by_pk = {file.pk: file for file in files}
+    username = actor.get_username() if actor else ""
+    with transaction.atomic():
+        rows = claim_batch(
+            UploadFile.objects.stored().filter(pk__any=list(by_pk)),
+            size=len(by_pk),
+            values={
+                "status": UploadFile.Status.DELETED,
+                "deleted_at": now,
+                "retention_claimed_until": None,
+                "updated_at": now,
+            },
+        )
+        recorded = [by_pk[pk] for (pk,) in rows]
+        FileDeletion.objects.bulk_create(
+            _proof(
+                file, policies, now=now, reason=reason, run_id=run_id, username=username, note=note
+            )
+            for file in recorded
+        )
+        emit_events(
+            event_type="file.deleted",
+            aggregate_type=AGGREGATE_TYPE,
+            events=(
+                (
+                    file.pk,
+                    f"file.deleted:{file.pk}",
+                    {
+                        "file": file.file_info(policies),
+                        "reason": reason,
+                        "deleted_at": now.isoformat(),
+                    },
+                )
+                for file in recorded
+            ),
+            now=now,
+        )
+    if recorded:
+        log.info(
+            "file.deleted",
+            reason=reason,
+            count=len(recorded),
+            file_ids=[str(file.pk) for file in recorded],
+        )
+    return recorded
+
+
+def _proof(file: _Claimed, policies, *, now, reason, run_id, username, note) -> FileDeletion:
+    policy = policies.get(file.retention_policy)
+    return FileDeletion(
+        file_id=file.pk,
+        original_filename=file.original_filename,
+        storage_backend=file.storage_backend,
+        storage_bucket=file.storage_bucket,
+        storage_key=file.storage_key,
+        size_bytes=file.size_bytes,
+        sha256=file.sha256,
+        retention_class=policy.code if policy else "",
+        retention_period=policy.retention if policy else None,
+        stored_at=file.stored_at,
+        expires_at=file.expires_at,
+        notified_at=file.expiring_notified_at,
+        deleted_at=now,
+        reason=reason,
+        note=note,
+        cleanup_run_id=run_id,
+        deleted_by_username=username,
+        created_at=now,
+    )
+
+
+# -- erasure on request ------------------------------------------------------------
+
+
+def parse_file_ids(values) -> list[uuid.UUID]:
+    """File ids as UUIDs, in the order given, without repeats; refuses any that is not one."""
+    ids, bad = {}, []
+    for value in values:
+        try:
+            ids.setdefault(uuid.UUID(str(value)), None)
+        except ValueError:
+            bad.append(str(value))
+    if bad or not ids:
+        raise RetentionRefused(
+            f"Not file ids: {', '.join(bad)}." if bad else "No file ids given.",
+            code="invalid_file_id",
+        )
+    return list(ids)
+
+
+def erase_file(*, file_id, reason: str, actor=None, storage=None, now=None) -> FileDeletion:
+    """Delete one stored file now (reason ``erasure_request``); refused under legal hold."""
+    now = now or timezone.now()
+    storage = storage or get_storage()
+    if not reason or not reason.strip():
+        raise RetentionRefused("An erasure needs a reason.", code="reason_required")
+    (file_id,) = parse_file_ids([file_id])
+    with transaction.atomic():
+        upload_file = UploadFile.objects.select_for_update().filter(pk=file_id).first()
+        _ensure_erasable(upload_file, file_id, now=now)
+        UploadFile.objects.filter(pk=file_id).update(
+            retention_claimed_until=now + DELETION_CLAIM_TTL
+        )
+    claimed = _Claimed(
+        upload_file.pk, *(getattr(upload_file, _attname(name)) for name in FILE_FIELDS)
+    )
+    try:
+        storage.delete_final(upload_file.storage_key)
+    except StorageError:
+        _release([upload_file.pk])
+        raise
+    record_deletions(
+        [claimed],
+        policies=_policies(),
+        now=now,
+        reason=FileDeletion.Reason.ERASURE_REQUEST,
+        actor=actor,
+        note=reason.strip()[:500],
+    )
+    return FileDeletion.objects.get(file_id=upload_file.pk)
+
+
+def _attname(name: str) -> str:
+    return UploadFile._meta.get_field(name).attname
+
+
+def _ensure_erasable(upload_file, file_id, *, now) -> None:
+    if upload_file is None:
+        raise RetentionRefused(f"No file {file_id}.", code="not_found")
+    if upload_file.status != UploadFile.Status.STORED:
+        raise RetentionRefused(
+            f"File {file_id} is {upload_file.status}, not stored.", code="not_stored"
+        )
+    if upload_file.legal_hold:
+        raise RetentionRefused(f"File {file_id} is on legal hold.", code="legal_hold")
+    claimed = upload_file.retention_claimed_until
+    if claimed is not None and claimed >= now:
+        raise RetentionRefused(
+            f"File {file_id} is being deleted by a cleanup run.", code="deletion_in_progress"
+        )
