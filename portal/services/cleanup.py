@@ -507,12 +507,12 @@ def _note_failures(step: str, failures: dict[str, str], errors: list[ItemError])
 
 
 def run_cleanup(
-    *, trigger, now=None, dry_run=None, batch_size=None, storage=None, cycle="all"
+    *, trigger, now=None, dry_run=None, batch_size=None, storage=None, cycle="all", only=None
 ) -> CleanupReport:
     """Run every step in order and record the run as a ``CleanupRun``.
 
     ``cycle`` picks the steps: ``"light"`` all but the deep ones (``DEEP_STEPS``), ``"deep"``
-    only those, ``"all"`` every step.
+    only those, ``"all"`` every step; ``only`` (step names) narrows them further.
 
     ``PORTAL_CLEANUP_ENABLED=false`` or the paused switch records a skipped run and
     changes nothing. ``PORTAL_CLEANUP_DRY_RUN``, the force-dry-run switch or
@@ -538,7 +538,7 @@ def run_cleanup(
             log.info("cleanup.skipped", trigger=trigger, reason=skipped_reason)
             return _finish(run, now, started, {}, [], skipped_reason=skipped_reason)
         log.info("cleanup.started", trigger=trigger, dry_run=dry_run, cycle=cycle)
-        from portal.services import retention  # its steps import this module's claims
+        from portal.services import reconcile, retention  # they import this module's claims
 
         options = {"now": now, "dry_run": dry_run, "batch_size": batch_size}
         steps = {
@@ -553,9 +553,15 @@ def run_cleanup(
             "orphan_storage_objects": partial(
                 sweep_orphan_storage_objects, storage=storage, **options
             ),
+            # Final objects against file rows (SPEC §11).
+            "reconcile_storage": partial(reconcile.reconcile_storage, storage=storage, **options),
             "outbox": partial(prune_outbox, **options),
         }
-        steps = {name: step for name, step in steps.items() if _in_cycle(name, cycle)}
+        steps = {
+            name: step
+            for name, step in steps.items()
+            if _in_cycle(name, cycle) and (only is None or name in only)
+        }
         results, errors = {}, []
         try:
             for name, step in steps.items():
@@ -578,7 +584,7 @@ def run_cleanup(
 
 
 # Steps of the deep cycle (PORTAL_CLEANUP_DEEP_INTERVAL_MINUTES); the rest are light.
-DEEP_STEPS = frozenset({"orphan_storage_objects"})
+DEEP_STEPS = frozenset({"orphan_storage_objects", "reconcile_storage"})
 
 
 def _in_cycle(step: str, cycle: str) -> bool:

@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 from portal.exceptions import InvalidStorageKey, ObjectMissing, PartTooLarge, StorageUnavailable
 from portal.storage import keys
-from portal.storage.base import COPY_BUFFER_SIZE, DeleteResult, StoredObject
+from portal.storage.base import COPY_BUFFER_SIZE, LIST_PAGE_SIZE, DeleteResult, StoredObject
 
 
 class FilesystemStorage:
@@ -100,8 +100,24 @@ class FilesystemStorage:
 
     def iter_temp_objects(self, *, older_than: datetime) -> Iterator[StoredObject]:
         cutoff = older_than.timestamp()
-        # os.scandir is lazy: memory stays flat however many parts there are.
-        stack = [self.root / self.temp_prefix]
+        for path, stat in self._scan(self.temp_prefix):
+            if stat.st_mtime < cutoff:
+                yield self._object(path, stat)
+
+    def iter_final_pages(self, *, page_size=LIST_PAGE_SIZE) -> Iterator[list[StoredObject]]:
+        page = []
+        for path, stat in self._scan(self.final_prefix):
+            page.append(self._object(path, stat))
+            if len(page) == page_size:
+                yield page
+                page = []
+        if page:
+            yield page
+
+    def _scan(self, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
+        """Every file under ``prefix`` with its stat, depth first. os.scandir is lazy:
+        memory stays one open folder per level however many files there are."""
+        stack = [self.root / prefix]
         while stack:
             directory = stack.pop()
             try:
@@ -119,12 +135,14 @@ class FilesystemStorage:
                         stat = entry.stat(follow_symlinks=False)
                     except FileNotFoundError:
                         continue  # deleted since the folder was read, e.g. by another run
-                    if stat.st_mtime < cutoff:
-                        yield StoredObject(
-                            key=self._key(Path(entry.path)),
-                            size=stat.st_size,
-                            last_modified=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
-                        )
+                    yield entry.path, stat
+
+    def _object(self, path: str, stat: os.stat_result) -> StoredObject:
+        return StoredObject(
+            key=self._key(Path(path)),
+            size=stat.st_size,
+            last_modified=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
+        )
 
     # -- deleting -----------------------------------------------------------
 

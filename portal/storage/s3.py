@@ -30,14 +30,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 from storages.backends.s3 import S3Storage as DjangoStoragesS3
 
 from portal import conf
-from portal.exceptions import (
-    InvalidStorageKey,
-    ObjectMissing,
-    PartTooLarge,
-    StorageUnavailable,
-)
+from portal.exceptions import InvalidStorageKey, ObjectMissing, PartTooLarge, StorageUnavailable
 from portal.storage import keys
-from portal.storage.base import COPY_BUFFER_SIZE, DELETE_BATCH_SIZE, DeleteResult, StoredObject
+from portal.storage.base import (
+    COPY_BUFFER_SIZE,
+    DELETE_BATCH_SIZE,
+    LIST_PAGE_SIZE,
+    DeleteResult,
+    StoredObject,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -282,18 +283,24 @@ class S3Storage:
         return _ObjectReader(key, response["Body"])
 
     def iter_temp_objects(self, *, older_than: datetime) -> Iterator[StoredObject]:
+        for page in self._pages(self.temp_prefix, LIST_PAGE_SIZE):
+            yield from (
+                o for o in page if o.last_modified < older_than and self._is_temp_key(o.key)
+            )
+
+    def iter_final_pages(self, *, page_size=LIST_PAGE_SIZE) -> Iterator[list[StoredObject]]:
+        return self._pages(self.final_prefix, page_size)
+
+    def _pages(self, prefix: str, page_size: int) -> Iterator[list[StoredObject]]:
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.temp_prefix, PaginationConfig={"PageSize": 1000}
+                Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}
             )
             for page in pages:
-                for item in page.get("Contents", ()):
-                    if item["LastModified"] < older_than and self._is_temp_key(item["Key"]):
-                        yield StoredObject(
-                            key=item["Key"], size=item["Size"], last_modified=item["LastModified"]
-                        )
+                if items := page.get("Contents"):
+                    yield [StoredObject(i["Key"], i["Size"], "", i["LastModified"]) for i in items]
         except S3_ERRORS as exc:
-            raise StorageUnavailable(f"cannot list {self.temp_prefix}: {_reason(exc)}") from exc
+            raise StorageUnavailable(f"cannot list {prefix}: {_reason(exc)}") from exc
 
     def _is_temp_key(self, key: str) -> bool:
         # A key this adapter would refuse to delete (a "folder" marker, "tmp/../x")

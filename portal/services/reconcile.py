@@ -1,0 +1,214 @@
+"""Storage reconciliation (SPEC §11, runbook FM-005): final objects against ``UploadFile`` rows.
+
+Two passes, each in bounded memory whatever the number of objects and rows:
+
+1. Storage first: the final prefix, page by page. A key of exactly the shape
+   ``keys.final_key`` writes names its file id; a page's ids are looked up in one
+   query. An own-shape object with no row at all, older than the grace period, is an
+   orphan and is deleted (a dry run lists it). An object a ``stored`` file points at
+   marks that row seen (``storage_seen_at``, one update per page). Anything else
+   under the prefix is foreign: counted, sampled, never touched.
+2. Rows next: ``stored`` files of this adapter stored before the walk began and not
+   seen by it. Each candidate's object is opened once more (a listing can lag or an
+   object arrive late) before it becomes ``missing`` with a ``file.missing`` event,
+   in one transaction per batch, conditionally on still being ``stored`` and
+   unclaimed by a retention deletion.
+
+The step runs on the deep cleanup cycle and is recorded as part of that
+``CleanupRun``; ``manage.py reconcile_storage`` runs it alone as a run of its own.
+"""
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from itertools import islice
+
+import structlog
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from portal import conf
+from portal.exceptions import ObjectMissing, StorageError
+from portal.models import UploadFile
+from portal.services.cleanup import ItemError, _note_failures
+from portal.services.outbox import emit_events
+from portal.services.sessions import FileInfo
+from portal.storage import get_storage, keys
+
+log = structlog.get_logger(__name__)
+
+STEP = "reconcile_storage"
+# A result lists at most this many orphan and foreign keys; the counts stay exact.
+KEY_SAMPLE_SIZE = 100
+AGGREGATE_TYPE = "upload_file"
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    """What one reconciliation did (in a dry run: would do). Every count is exact."""
+
+    scanned: int = 0  # objects under the final prefix
+    deleted: int = 0  # orphans deleted (dry run: found)
+    missing: int = 0  # stored files whose object is gone, now ``missing``
+    foreign: int = 0  # keys not of the portal's shape: kept
+    kept: int = 0  # own-shape objects not proven orphans (too young, or a row exists)
+    failed: int = 0  # orphans storage refused to delete
+    bytes_reclaimed: int = 0
+    dry_run: bool = False
+    errors: tuple[ItemError, ...] = ()
+    orphan_keys: tuple[str, ...] = ()  # the first KEY_SAMPLE_SIZE orphans
+    missing_file_ids: tuple[str, ...] = ()  # the first KEY_SAMPLE_SIZE missing files
+    foreign_sample: tuple[str, ...] = ()  # the first KEY_SAMPLE_SIZE foreign keys
+
+    COUNTS = ("scanned", "deleted", "missing", "foreign", "kept", "failed", "bytes_reclaimed")
+
+    def counts(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.COUNTS}
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Tally:
+    def __init__(self, dry_run):
+        self.counts = dict.fromkeys(ReconcileResult.COUNTS, 0)
+        self.dry_run = dry_run
+        self.errors: list[ItemError] = []
+        self.samples = {"orphan_keys": [], "missing_file_ids": [], "foreign_sample": []}
+
+    def note(self, count: str, sample: str | None = None, item: str = "", n: int = 1) -> None:
+        self.counts[count] += n
+        if sample and len(self.samples[sample]) < KEY_SAMPLE_SIZE:
+            self.samples[sample].append(item)
+
+    def result(self) -> ReconcileResult:
+        samples = {name: tuple(keys) for name, keys in self.samples.items()}
+        return ReconcileResult(
+            **self.counts, dry_run=self.dry_run, errors=tuple(self.errors), **samples
+        )
+
+
+def reconcile_storage(
+    *, now=None, dry_run=None, batch_size=None, storage=None, grace=None
+) -> ReconcileResult:
+    """Reconcile the final prefix of ``storage`` with the ``UploadFile`` rows (see module)."""
+    now = now or timezone.now()
+    dry_run = conf.cleanup_dry_run() if dry_run is None else dry_run
+    storage = storage or get_storage()
+    orphan_before = now - (conf.cleanup_grace() if grace is None else grace)
+    tally = _Tally(dry_run)
+    page_size = batch_size or conf.cleanup_batch_size()
+    for page in storage.iter_final_pages(page_size=min(page_size, 1000)):
+        _reconcile_page(page, storage, tally, now=now, orphan_before=orphan_before)
+    _find_missing(storage, tally, now=now, batch_size=page_size)
+    result = tally.result()
+    if result.foreign:
+        log.info(
+            "cleanup.foreign_objects",
+            step=STEP,
+            count=result.foreign,
+            sample=list(result.foreign_sample[:20]),
+        )
+    log.info("reconcile.finished", dry_run=dry_run, **result.counts())
+    return result
+
+
+def _reconcile_page(page, storage, tally: _Tally, *, now: datetime, orphan_before) -> None:
+    tally.note("scanned", n=len(page))
+    owned = {}  # file id → [objects]
+    for obj in page:
+        file_id = keys.final_key_file_id(storage.final_prefix, obj.key)
+        if file_id is None:
+            tally.note("foreign", "foreign_sample", obj.key)
+        else:
+            owned.setdefault(file_id, []).append(obj)
+    rows = dict(UploadFile.objects.filter(pk__in=list(owned)).values_list("pk", "storage_key"))
+    seen, orphans = [], []
+    for file_id, objects in owned.items():
+        for obj in objects:
+            if file_id not in rows and obj.last_modified and obj.last_modified < orphan_before:
+                orphans.append(obj)
+            else:
+                tally.note("kept")
+                if rows.get(file_id) == obj.key:
+                    seen.append(file_id)
+    if seen and not tally.dry_run:
+        UploadFile.objects.filter(pk__in=seen).update(storage_seen_at=now)
+    _delete_orphans(orphans, storage, tally)
+
+
+def _delete_orphans(orphans, storage, tally: _Tally) -> None:
+    for obj in orphans:
+        if not tally.dry_run:
+            try:
+                storage.delete_final(obj.key)
+            except StorageError as exc:
+                _note_failures(STEP, {obj.key: str(exc)}, tally.errors)
+                tally.note("failed")
+                continue
+            log.info("cleanup.item_deleted", step=STEP, key=obj.key, size=obj.size)
+        else:
+            log.info(
+                "reconcile.orphan", key=obj.key, size=obj.size, last_modified=obj.last_modified
+            )
+        tally.note("deleted", "orphan_keys", obj.key)
+        tally.note("bytes_reclaimed", n=obj.size)
+
+
+def _find_missing(storage, tally: _Tally, *, now: datetime, batch_size: int) -> None:
+    """Stored files of this adapter the walk did not see, confirmed one by one."""
+    unseen = (
+        UploadFile.objects.stored()
+        .filter(
+            storage_backend=storage.backend,
+            storage_bucket=storage.bucket,
+            storage_key__startswith=storage.final_prefix,
+            stored_at__lt=now,
+        )
+        .filter(Q(storage_seen_at__isnull=True) | Q(storage_seen_at__lt=now))
+        .filter(Q(retention_claimed_until__isnull=True) | Q(retention_claimed_until__lt=now))
+    )
+    candidates = unseen.values_list("pk", "storage_key").order_by("pk").iterator(batch_size)
+    while batch := list(islice(candidates, batch_size)):
+        gone = [pk for pk, key in batch if not _exists(storage, key)]
+        if not gone:
+            continue
+        if tally.dry_run:
+            for pk in gone:
+                tally.note("missing", "missing_file_ids", str(pk))
+            continue
+        for pk in _mark_missing(unseen, gone, now=now):
+            tally.note("missing", "missing_file_ids", str(pk))
+
+
+def _exists(storage, key: str) -> bool:
+    try:
+        storage.open(key).close()
+    except ObjectMissing:
+        return False
+    return True
+
+
+def _mark_missing(unseen, ids, *, now: datetime) -> list:
+    with transaction.atomic():
+        files = list(unseen.filter(pk__in=ids).select_for_update(skip_locked=True))
+        marked = [f.pk for f in files]
+        UploadFile.objects.filter(pk__in=marked).update(
+            status=UploadFile.Status.MISSING, updated_at=now
+        )
+        emit_events(
+            event_type="file.missing",
+            aggregate_type=AGGREGATE_TYPE,
+            events=(
+                (
+                    f.pk,
+                    f"file.missing:{f.pk}:{now.isoformat()}",
+                    {"file": FileInfo.of(f).as_dict(), "detected_at": now.isoformat()},
+                )
+                for f in files
+            ),
+            now=now,
+        )
+    if marked:
+        log.warning("file.missing", count=len(marked), file_ids=[str(pk) for pk in marked])
+    return marked
