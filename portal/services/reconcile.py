@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from portal import conf
 from portal.exceptions import ObjectMissing, StorageError
-from portal.models import UploadFile
+from portal.models import FileDeletion, UploadFile
 from portal.services.cleanup import ItemError, _note_failures
 from portal.services.outbox import emit_events
 from portal.services.sessions import FileInfo
@@ -62,8 +62,10 @@ class ReconcileResult:
 
     COUNTS = ("scanned", "deleted", "missing", "foreign", "kept", "failed", "bytes_reclaimed")
 
-    def counts(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.COUNTS}
+    def counts(self) -> dict:
+        """The counts, and the bounded samples, as the ``CleanupRun`` records them."""
+        samples = ("orphan_keys", "missing_file_ids", "foreign_sample")
+        return {name: getattr(self, name) for name in (*self.COUNTS, *samples)}
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -212,3 +214,58 @@ def _mark_missing(unseen, ids, *, now: datetime) -> list:
     if marked:
         log.warning("file.missing", count=len(marked), file_ids=[str(pk) for pk in marked])
     return marked
+
+
+# -- verifying deletions (SPEC §11, OP-005) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class DeletionCheck:
+    """Every ``FileDeletion`` since a time checked against storage."""
+
+    since: datetime | None
+    checked: int = 0
+    found: int = 0  # deleted objects found in storage again
+    present: tuple[dict, ...] = ()  # the first KEY_SAMPLE_SIZE of them
+    unchecked: int = 0  # proofs of another backend, bucket or final prefix
+
+    @property
+    def ok(self) -> bool:
+        return not self.found
+
+    def as_dict(self) -> dict:
+        return {
+            "since": self.since.isoformat() if self.since else None,
+            "ok": self.ok,
+            "checked": self.checked,
+            "found": self.found,
+            "unchecked": self.unchecked,
+            "present": list(self.present),
+        }
+
+
+def verify_deletions(*, since=None, storage=None) -> DeletionCheck:
+    """Check that the object of every ``FileDeletion`` (deleted at or after ``since``) is
+    absent from storage: a restore or a lagging replica that brings one back is listed."""
+    storage = storage or get_storage()
+    proofs = FileDeletion.objects.order_by("deleted_at")
+    if since:
+        proofs = proofs.filter(deleted_at__gte=since)
+    checked = unchecked = found = 0
+    present = []
+    rows = proofs.values_list("file_id", "storage_backend", "storage_bucket", "storage_key")
+    for file_id, backend, bucket, key in rows.iterator(chunk_size=1000):
+        if (backend, bucket) != (storage.backend, storage.bucket) or not key.startswith(
+            storage.final_prefix
+        ):
+            unchecked += 1
+            continue
+        checked += 1
+        if _exists(storage, key):
+            log.warning("deletion.object_present", file_id=str(file_id), key=key)
+            found += 1
+            if len(present) < KEY_SAMPLE_SIZE:
+                present.append({"file_id": str(file_id), "key": key})
+    return DeletionCheck(
+        since=since, checked=checked, found=found, present=tuple(present), unchecked=unchecked
+    )

@@ -1,0 +1,1 @@
+"""Read-only queries: selectors read, services write."""
