@@ -1,7 +1,6 @@
 """The retention report in the admin (SPEC §11): the same figures as ``retention_report``,
 on a page an auditor can print, or as CSV. Behind the view permission of deletions."""
 
-from django.contrib import messages
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -20,11 +19,11 @@ class RetentionReportMixin:
         if not self.has_view_permission(request):
             return HttpResponse(status=403)
         query = {name: request.GET.get(name) or None for name in ("month", "since", "until")}
+        error = ""
         try:
             period = report_period(**query)
         except ValueError as exc:
-            messages.error(request, str(exc).replace("--", ""))
-            query, period = {}, report_period()
+            error, query, period = str(exc).replace("--", ""), {}, report_period()
         report = retention_report(period=period)
         if request.GET.get("format") == "csv":
             response = HttpResponse(report.as_csv(), content_type="text/csv")
@@ -36,6 +35,7 @@ class RetentionReportMixin:
             "title": "Retention compliance report",
             "opts": self.model._meta,
             "report": report,
+            "error": error,
             "query": {name: value or "" for name, value in query.items()},
         }
         return TemplateResponse(request, "admin/portal/filedeletion/report.html", context)
