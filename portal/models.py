@@ -369,6 +369,14 @@ class CleanupRun(TimestampedModel):
     finished_at = models.DateTimeField(null=True, blank=True)
     counts = models.JSONField(default=dict, blank=True)
     errors = models.JSONField(default=list, blank=True)
+    # The operator who asked for the run (admin trigger); empty for beat and commands.
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="portal_cleanup_runs",
+    )
 
     class Meta:
         permissions = [("run_cleanup", "Can run cleanup from the admin")]

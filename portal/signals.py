@@ -6,3 +6,7 @@ from django.dispatch import Signal
 # deliveries exist. Receivers that act outside the database must defer to
 # ``transaction.on_commit``: the event does not exist for anyone else until then.
 event_emitted = Signal()
+
+# Sent by the cleanup runner with ``run`` (the finished or skipped CleanupRun) after
+# it is saved; metrics and other observers connect here.
+cleanup_finished = Signal()

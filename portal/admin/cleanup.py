@@ -9,7 +9,8 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 
 from portal.models import CleanupControl, CleanupRun
-from portal.services.cleanup import effective_settings, run_cleanup
+from portal.selectors.cleanup import effective_settings
+from portal.tasks import portal_cleanup_task
 
 RUN_PERMISSION = "portal.run_cleanup"
 
@@ -19,6 +20,7 @@ class CleanupRunAdmin(admin.ModelAdmin):
     list_display = (
         "started_at",
         "trigger",
+        "requested_by",
         "dry_run",
         "status",
         "totals",
@@ -26,7 +28,16 @@ class CleanupRunAdmin(admin.ModelAdmin):
     )
     list_filter = ("status", "trigger", "dry_run")
     date_hierarchy = "started_at"
-    fields = ("trigger", "dry_run", "status", "started_at", "finished_at", "counts", "errors")
+    fields = (
+        "trigger",
+        "requested_by",
+        "dry_run",
+        "status",
+        "started_at",
+        "finished_at",
+        "counts",
+        "errors",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request):
@@ -60,9 +71,15 @@ class CleanupRunAdmin(admin.ModelAdmin):
     def run_view(self, request):
         if not request.user.has_perm(RUN_PERMISSION):
             raise PermissionDenied
-        report = run_cleanup(trigger="admin", dry_run=request.POST.get("dry_run") == "1" or None)
-        level = messages.SUCCESS if report.ok else messages.WARNING
-        self.message_user(request, report.summary(), level=level)
+        dry_run = request.POST.get("dry_run") == "1"
+        # Queued, not run here: a whole cleanup does not belong in a web request.
+        portal_cleanup_task.delay(trigger="admin", dry_run=dry_run or None, user_id=request.user.pk)
+        kind = "A dry run" if dry_run else "A cleanup run"
+        self.message_user(
+            request,
+            f"{kind} was queued; it appears in this list when a worker has taken it.",
+            level=messages.SUCCESS,
+        )
         return HttpResponseRedirect(reverse("admin:portal_cleanuprun_changelist"))
 
 

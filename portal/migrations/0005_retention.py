@@ -39,7 +39,7 @@ def unseed_policies(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("portal", "0003_part_fillfactor"),
+        ("portal", "0004_cleanup_ownership"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

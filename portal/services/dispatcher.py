@@ -26,11 +26,12 @@ from email.utils import parsedate_to_datetime
 
 import requests
 import structlog
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from portal import conf
+from portal.db import claim_batch
 from portal.models import OutboxDelivery, WebhookEndpoint
 from portal.services.signing import webhook_headers
 
@@ -113,19 +114,17 @@ def claim_lease() -> timedelta:
 def claim_due_deliveries(*, now, limit) -> tuple[uuid.UUID, list[OutboxDelivery]]:
     """Claim up to ``limit`` due deliveries for one lease; return the token and the rows."""
     token = uuid.uuid4()
-    due = OutboxDelivery.objects.due(now)
     with transaction.atomic():
-        candidates = due.order_by("next_attempt_at")
-        if connection.features.has_select_for_update_skip_locked:
-            candidates = candidates.select_for_update(skip_locked=True)
-        ids = list(candidates.values_list("pk", flat=True)[:limit])
-        # Conditional on still being due: where rows cannot be locked (SQLite, which
-        # serialises writers instead) a concurrent claimer may have taken some meanwhile.
-        due.filter(pk__in=ids).update(
-            claim_token=token,
-            next_attempt_at=now + claim_lease(),
-            attempts=F("attempts") + 1,
-            updated_at=now,
+        claim_batch(
+            OutboxDelivery.objects.due(now),
+            order_by="next_attempt_at",
+            size=limit,
+            values={
+                "claim_token": token,
+                "next_attempt_at": now + claim_lease(),
+                "attempts": F("attempts") + 1,
+                "updated_at": now,
+            },
         )
     claimed = OutboxDelivery.objects.filter(claim_token=token).select_related("event", "endpoint")
     return token, list(claimed.order_by("next_attempt_at", "pk"))

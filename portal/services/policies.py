@@ -22,12 +22,15 @@ log = structlog.get_logger(__name__)
 POLICY_FIELDS = ("code", "name", "retention", "notice", "is_default")
 
 
-def resolve_policy(code: str | None) -> RetentionPolicy:
-    """The policy ``code`` names, or the default one when ``code`` is None."""
+def resolve_policy(code: str | None) -> RetentionPolicy | None:
+    """The policy ``code`` names, or the default one when ``code`` is None.
+
+    With no policy at all (a host that removed them), a file gets no class and is kept.
+    """
     if code is None:
         policy = RetentionPolicy.objects.filter(is_default=True).first()
         if policy is None:
-            raise RetentionRefused("No default retention policy exists.", code="no_default_policy")
+            log.warning("retention.no_default_policy")
         return policy
     if not isinstance(code, str):
         raise InvalidRetentionClass("retention_class must be a string.")

@@ -18,147 +18,142 @@ The step runs on the deep cleanup cycle and is recorded as part of that
 ``CleanupRun``; ``manage.py reconcile_storage`` runs it alone as a run of its own.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 
 import structlog
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 
-from portal import conf
 from portal.exceptions import ObjectMissing, StorageError
 from portal.models import FileDeletion, UploadFile
-from portal.services.cleanup import ItemError, _note_failures
+from portal.services.cleanup_context import (
+    FOREIGN_SAMPLE_SIZE,
+    CleanupContext,
+    StepResult,
+    StepTally,
+    cleanup_step,
+)
 from portal.services.outbox import emit_events
 from portal.services.sessions import FileInfo
 from portal.storage import get_storage, keys
+from portal.storage.base import LIST_PAGE_SIZE
 
 log = structlog.get_logger(__name__)
 
 STEP = "reconcile_storage"
-# A result lists at most this many orphan and foreign keys; the counts stay exact.
+# A result lists at most this many orphan keys and missing files; the counts stay exact.
 KEY_SAMPLE_SIZE = 100
 AGGREGATE_TYPE = "upload_file"
 
 
 @dataclass(frozen=True)
-class ReconcileResult:
-    """What one reconciliation did (in a dry run: would do). Every count is exact."""
+class ReconcileResult(StepResult):
+    """A ``StepResult`` (``deleted``: orphans deleted, in a dry run found; ``foreign``:
+    keys not of the portal's shape, kept) with reconciliation's own counts."""
 
     scanned: int = 0  # objects under the final prefix
-    deleted: int = 0  # orphans deleted (dry run: found)
     missing: int = 0  # stored files whose object is gone, now ``missing``
-    foreign: int = 0  # keys not of the portal's shape: kept
     kept: int = 0  # own-shape objects not proven orphans (too young, or a row exists)
-    failed: int = 0  # orphans storage refused to delete
-    bytes_reclaimed: int = 0
-    dry_run: bool = False
-    errors: tuple[ItemError, ...] = ()
     orphan_keys: tuple[str, ...] = ()  # the first KEY_SAMPLE_SIZE orphans
     missing_file_ids: tuple[str, ...] = ()  # the first KEY_SAMPLE_SIZE missing files
-    foreign_sample: tuple[str, ...] = ()  # the first KEY_SAMPLE_SIZE foreign keys
 
-    COUNTS = ("scanned", "deleted", "missing", "foreign", "kept", "failed", "bytes_reclaimed")
+    OWN_COUNTS = ("scanned", "missing", "kept")
+    SAMPLES = ("orphan_keys", "missing_file_ids", "foreign_sample")
 
     def counts(self) -> dict:
         """The counts, and the bounded samples, as the ``CleanupRun`` records them."""
-        samples = ("orphan_keys", "missing_file_ids", "foreign_sample")
-        return {name: getattr(self, name) for name in (*self.COUNTS, *samples)}
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+        counts = {name: getattr(self, name) for name in (*StepResult.COUNTS, *self.OWN_COUNTS)}
+        return counts | {name: list(getattr(self, name)) for name in self.SAMPLES}
 
 
-class _Tally:
-    def __init__(self, dry_run):
-        self.counts = dict.fromkeys(ReconcileResult.COUNTS, 0)
-        self.dry_run = dry_run
-        self.errors: list[ItemError] = []
-        self.samples = {"orphan_keys": [], "missing_file_ids": [], "foreign_sample": []}
+@dataclass
+class _Tally(StepTally):
+    scanned: int = 0
+    missing: int = 0
+    kept: int = 0
+    orphan_keys: list[str] = field(default_factory=list)
+    missing_file_ids: list[str] = field(default_factory=list)
 
-    def note(self, count: str, sample: str | None = None, item: str = "", n: int = 1) -> None:
-        self.counts[count] += n
-        if sample and len(self.samples[sample]) < KEY_SAMPLE_SIZE:
-            self.samples[sample].append(item)
+    def sample(self, name: str, item: str) -> None:
+        if len(getattr(self, name)) < KEY_SAMPLE_SIZE:
+            getattr(self, name).append(item)
 
     def result(self) -> ReconcileResult:
-        samples = {name: tuple(keys) for name, keys in self.samples.items()}
         return ReconcileResult(
-            **self.counts, dry_run=self.dry_run, errors=tuple(self.errors), **samples
+            **{name: getattr(self, name) for name in StepResult.COUNTS if hasattr(self, name)},
+            **{name: getattr(self, name) for name in ReconcileResult.OWN_COUNTS},
+            dry_run=self.dry_run,
+            errors=tuple(self.errors),
+            foreign_sample=tuple(self.foreign_sample),
+            orphan_keys=tuple(self.orphan_keys),
+            missing_file_ids=tuple(self.missing_file_ids),
         )
 
 
-def reconcile_storage(
-    *, now=None, dry_run=None, batch_size=None, storage=None, grace=None
-) -> ReconcileResult:
-    """Reconcile the final prefix of ``storage`` with the ``UploadFile`` rows (see module)."""
-    now = now or timezone.now()
-    dry_run = conf.cleanup_dry_run() if dry_run is None else dry_run
-    storage = storage or get_storage()
-    orphan_before = now - (conf.cleanup_grace() if grace is None else grace)
-    tally = _Tally(dry_run)
-    page_size = batch_size or conf.cleanup_batch_size()
-    for page in storage.iter_final_pages(page_size=min(page_size, 1000)):
-        _reconcile_page(page, storage, tally, now=now, orphan_before=orphan_before)
-    _find_missing(storage, tally, now=now, batch_size=page_size)
+@cleanup_step
+def reconcile_storage(ctx: CleanupContext) -> ReconcileResult:
+    """Reconcile the final prefix of the storage with the ``UploadFile`` rows (see module)."""
+    tally = _Tally(dry_run=ctx.dry_run)
+    page_size = min(ctx.batch_size, LIST_PAGE_SIZE)
+    for page in ctx.storage.iter_final_pages(page_size=page_size):
+        _reconcile_page(page, ctx, tally)
+    _find_missing(ctx, tally)
     result = tally.result()
     if result.foreign:
-        log.info(
-            "cleanup.foreign_objects",
-            step=STEP,
-            count=result.foreign,
-            sample=list(result.foreign_sample[:20]),
-        )
-    log.info("reconcile.finished", dry_run=dry_run, **result.counts())
+        sample = list(result.foreign_sample[:FOREIGN_SAMPLE_SIZE])
+        log.info("cleanup.foreign_objects", step=STEP, count=result.foreign, sample=sample)
+    log.info("reconcile.finished", dry_run=ctx.dry_run, **StepResult.counts(result))
     return result
 
 
-def _reconcile_page(page, storage, tally: _Tally, *, now: datetime, orphan_before) -> None:
-    tally.note("scanned", n=len(page))
+def _reconcile_page(page, ctx: CleanupContext, tally: _Tally) -> None:
+    tally.scanned += len(page)
     owned = {}  # file id → [objects]
     for obj in page:
-        file_id = keys.final_key_file_id(storage.final_prefix, obj.key)
+        file_id = keys.final_key_file_id(ctx.storage.final_prefix, obj.key)
         if file_id is None:
-            tally.note("foreign", "foreign_sample", obj.key)
+            tally.note_foreign(obj.key)
         else:
             owned.setdefault(file_id, []).append(obj)
     rows = dict(UploadFile.objects.filter(pk__in=list(owned)).values_list("pk", "storage_key"))
+    orphan_before = ctx.now - ctx.grace
     seen, orphans = [], []
     for file_id, objects in owned.items():
         for obj in objects:
             if file_id not in rows and obj.last_modified and obj.last_modified < orphan_before:
                 orphans.append(obj)
             else:
-                tally.note("kept")
+                tally.kept += 1
                 if rows.get(file_id) == obj.key:
                     seen.append(file_id)
-    if seen and not tally.dry_run:
-        UploadFile.objects.filter(pk__in=seen).update(storage_seen_at=now)
-    _delete_orphans(orphans, storage, tally)
+    if seen and not ctx.dry_run:
+        UploadFile.objects.filter(pk__in=seen).update(storage_seen_at=ctx.now)
+    _delete_orphans(orphans, ctx, tally)
 
 
-def _delete_orphans(orphans, storage, tally: _Tally) -> None:
+def _delete_orphans(orphans, ctx: CleanupContext, tally: _Tally) -> None:
     for obj in orphans:
-        if not tally.dry_run:
-            try:
-                storage.delete_final(obj.key)
-            except StorageError as exc:
-                _note_failures(STEP, {obj.key: str(exc)}, tally.errors)
-                tally.note("failed")
-                continue
-            log.info("cleanup.item_deleted", step=STEP, key=obj.key, size=obj.size)
-        else:
+        if ctx.dry_run:
             log.info(
                 "reconcile.orphan", key=obj.key, size=obj.size, last_modified=obj.last_modified
             )
-        tally.note("deleted", "orphan_keys", obj.key)
-        tally.note("bytes_reclaimed", n=obj.size)
+        else:
+            try:
+                ctx.storage.delete_final(obj.key)
+            except StorageError as exc:
+                tally.note_failures(STEP, {obj.key: str(exc)})
+                continue
+            log.info("cleanup.item_deleted", step=STEP, key=obj.key, size=obj.size)
+        tally.deleted += 1
+        tally.bytes_reclaimed += obj.size
+        tally.sample("orphan_keys", obj.key)
 
 
-def _find_missing(storage, tally: _Tally, *, now: datetime, batch_size: int) -> None:
+def _find_missing(ctx: CleanupContext, tally: _Tally) -> None:
     """Stored files of this adapter the walk did not see, confirmed one by one."""
+    storage, now = ctx.storage, ctx.now
     unseen = (
         UploadFile.objects.stored()
         .filter(
@@ -170,17 +165,13 @@ def _find_missing(storage, tally: _Tally, *, now: datetime, batch_size: int) -> 
         .filter(Q(storage_seen_at__isnull=True) | Q(storage_seen_at__lt=now))
         .filter(Q(retention_claimed_until__isnull=True) | Q(retention_claimed_until__lt=now))
     )
-    candidates = unseen.values_list("pk", "storage_key").order_by("pk").iterator(batch_size)
-    while batch := list(islice(candidates, batch_size)):
+    candidates = unseen.values_list("pk", "storage_key").order_by("pk").iterator(ctx.batch_size)
+    while batch := list(islice(candidates, ctx.batch_size)):
         gone = [pk for pk, key in batch if not _exists(storage, key)]
-        if not gone:
-            continue
-        if tally.dry_run:
-            for pk in gone:
-                tally.note("missing", "missing_file_ids", str(pk))
-            continue
-        for pk in _mark_missing(unseen, gone, now=now):
-            tally.note("missing", "missing_file_ids", str(pk))
+        marked = gone if ctx.dry_run or not gone else _mark_missing(unseen, gone, now=now)
+        tally.missing += len(marked)
+        for pk in marked:
+            tally.sample("missing_file_ids", str(pk))
 
 
 def _exists(storage, key: str) -> bool:

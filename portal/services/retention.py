@@ -21,18 +21,18 @@ import contextvars
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
 from django.db import transaction
-from django.db.models import DateTimeField, ExpressionWrapper, F, Max, Min, Value
+from django.db.models import DateTimeField, ExpressionWrapper, F, Max, Min, Sum, Value
 from django.utils import timezone
 
-from portal import conf
+from portal.db import claim_batch
 from portal.exceptions import RetentionRefused, StorageError
 from portal.models import FileDeletion, RetentionPolicy, UploadFile
-from portal.services.cleanup import ItemError, _note_failures, _update_next_batch
+from portal.services.cleanup_context import CleanupContext, StepResult, StepTally, cleanup_step
 from portal.services.outbox import emit_events
 from portal.services.sessions import FileInfo
 from portal.storage import get_storage
@@ -57,27 +57,6 @@ FILE_FIELDS = (
     "expires_at",
     "expiring_notified_at",
 )
-
-
-@dataclass(frozen=True)
-class NoticeResult:
-    notified: int = 0
-    dry_run: bool = False
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class FileDeletionResult:
-    deleted: int = 0
-    failed: int = 0
-    bytes_reclaimed: int = 0
-    errors: tuple[ItemError, ...] = ()
-    dry_run: bool = False
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -149,22 +128,22 @@ def deletion_due(now, *, claims_at=None):
     )
 
 
-def notify_expiring_files(*, now=None, dry_run=None, batch_size=None, storage=None) -> NoticeResult:
+@cleanup_step
+def notify_expiring_files(ctx: CleanupContext) -> StepResult:
     """Send one ``file.expiring`` per file whose notice time has passed (SPEC §10)."""
-    now = now or timezone.now()
-    dry_run = conf.cleanup_dry_run() if dry_run is None else dry_run
+    now = ctx.now
     due = notice_due(now)
-    if dry_run:
-        return NoticeResult(notified=due.count(), dry_run=True)
+    if ctx.dry_run:
+        return StepResult(notified=due.count(), dry_run=True)
     policies = _policies()
     notified = 0
     while True:
         with transaction.atomic():
             # Notified rows leave the partial index: each batch is the head of what is left.
-            rows = _update_next_batch(
+            rows = claim_batch(
                 due,
                 order_by="expires_at",
-                size=batch_size,
+                size=ctx.batch_size,
                 values={"expiring_notified_at": now, "updated_at": now},
                 returning=FILE_FIELDS,
             )
@@ -179,7 +158,7 @@ def notify_expiring_files(*, now=None, dry_run=None, batch_size=None, storage=No
             break
         notified += len(rows)
         log.info("file.expiring", count=len(rows), file_ids=[str(f.pk) for f in claimed])
-    return NoticeResult(notified=notified)
+    return StepResult(notified=notified)
 
 
 def _expiring_event(file: _Claimed, policies: dict, now) -> tuple:
@@ -196,23 +175,24 @@ def _expiring_event(file: _Claimed, policies: dict, now) -> tuple:
     )
 
 
-def delete_expired_files(
-    *, now=None, dry_run=None, batch_size=None, storage=None, run_id=None
-) -> FileDeletionResult:
+@cleanup_step
+def delete_expired_files(ctx: CleanupContext) -> StepResult:
     """Delete the objects of files due for deletion, then record each deletion (SPEC §10).
 
     One batch's objects are deleted in a worker thread while the batch before is
     recorded and the next one claimed; at most two batches are held at a time.
     """
-    now = now or timezone.now()
-    dry_run = conf.cleanup_dry_run() if dry_run is None else dry_run
-    storage = storage or get_storage()
-    if dry_run:
-        return FileDeletionResult(deleted=deletion_due(now).count(), dry_run=True)
+    now, storage = ctx.now, ctx.storage
+    if ctx.dry_run:
+        due = deletion_due(now)
+        return StepResult(
+            deleted=due.count(),
+            bytes_reclaimed=due.aggregate(total=Sum("size_bytes"))["total"] or 0,
+            dry_run=True,
+        )
     policies = _policies()
     started = time.monotonic()
-    deleted = failed = reclaimed = 0
-    errors: list[ItemError] = []
+    tally = StepTally()
 
     def claim_next_batch(after=None):
         # The run's clock moves on, so claims stay meaningful during long runs.
@@ -221,9 +201,9 @@ def delete_expired_files(
         with transaction.atomic():
             # In id order over the partial index of notified files, from the last batch
             # on: a refused file, released for the next run, is not taken again in this one.
-            rows = _update_next_batch(
+            rows = claim_batch(
                 due.filter(pk__gt=after) if after else due,
-                size=batch_size,
+                size=ctx.batch_size,
                 values={"retention_claimed_until": current + DELETION_CLAIM_TTL},
                 returning=FILE_FIELDS,
             )
@@ -243,20 +223,17 @@ def delete_expired_files(
                     policies=policies,
                     now=now,
                     reason=FileDeletion.Reason.RETENTION_EXPIRED,
-                    run_id=run_id,
+                    run_id=ctx.run_id,
                 )
-                deleted += len(recorded)
-                reclaimed += sum(file.size_bytes for file in recorded)
+                tally.deleted += len(recorded)
+                tally.bytes_reclaimed += sum(file.size_bytes for file in recorded)
                 _release(list(refused))
-                failed += len(refused)
-                _note_failures(
-                    "expired_files", {str(pk): reason for pk, reason in refused.items()}, errors
+                tally.note_failures(
+                    "expired_files", {str(pk): reason for pk, reason in refused.items()}
                 )
             in_flight = deleting
             batch = claim_next_batch(after=batch[-1].pk) if batch else []
-    return FileDeletionResult(
-        deleted=deleted, failed=failed, bytes_reclaimed=reclaimed, errors=tuple(errors)
-    )
+    return tally.result()
 
 
 def _delete_objects(storage, files: list[_Claimed]) -> tuple[set, dict]:
@@ -291,7 +268,7 @@ def record_deletions(
     by_pk = {file.pk: file for file in files}
     username = actor.get_username() if actor else ""
     with transaction.atomic():
-        rows = _update_next_batch(
+        rows = claim_batch(
             UploadFile.objects.stored().filter(pk__any=list(by_pk)),
             size=len(by_pk),
             values={

@@ -4,7 +4,7 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from portal.services.cleanup import cleanup_health
+from portal.selectors.cleanup import cleanup_health
 
 
 @require_safe

@@ -111,7 +111,7 @@ def test_a_part_holding_its_session_keeps_it_alive_through_expiry(fs_storage):
 def test_a_part_arriving_after_expiry_is_refused_and_its_object_removed(fs_storage):
     now = timezone.now()
     session = make_session(status=Status.INIT, total_parts=2, last_activity_at=now - 2 * TTL)
-    assert run_cleanup(trigger="beat", now=now).counts["stale_sessions"] == {"expired": 1}
+    assert run_cleanup(trigger="beat", now=now).counts["stale_sessions"]["expired"] == 1
 
     with pytest.raises(SessionGone):
         receive_part(

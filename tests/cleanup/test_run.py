@@ -13,6 +13,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from portal.exceptions import StorageUnavailable
+from portal.management.commands.run_cleanup import render_json, render_summary
 from portal.models import (
     CleanupControl,
     CleanupRun,
@@ -20,8 +21,11 @@ from portal.models import (
     UploadFile,
     UploadPart,
     UploadSession,
+    new_id,
 )
-from portal.services.cleanup import MAX_RECORDED_ERRORS, run_cleanup
+from portal.services.cleanup import run_cleanup
+from portal.services.cleanup_context import MAX_RECORDED_ERRORS, StepResult
+from portal.services.reconcile import ReconcileResult
 from portal.tasks import portal_cleanup_task
 from tests.cleanup.helpers import GRACE, TTL, RefusingStorage, temp_keys
 from tests.factories import make_session
@@ -61,13 +65,28 @@ def snapshot(storage):
     }
 
 
+def counts(**numbers):
+    """A step's counts: every count name, zero unless given."""
+    return {name: numbers.get(name, 0) for name in StepResult.COUNTS}
+
+
+PART_BYTES = len(f"part 1 of {new_id()}")  # each part make_part writes
+
 EXPECTED_COUNTS = {
-    "stale_sessions": {"expired": 1},
-    "orphan_temp_parts": {"deleted": 4, "failed": 0},
-    "failed_sessions": {"pruned": 1},
-    "orphan_storage_objects": {"deleted": 1, "failed": 0},
-    "outbox": {"pruned": 1},
-    "total": {"expired": 1, "deleted": 7, "failed": 0},
+    "stale_sessions": counts(expired=1),
+    "orphan_temp_parts": counts(deleted=4, bytes_reclaimed=4 * PART_BYTES),
+    "failed_sessions": counts(deleted=1),
+    "expiring_files": counts(),  # retention (SPEC §10): tests/retention
+    "expired_files": counts(),
+    "orphan_storage_objects": counts(deleted=1, bytes_reclaimed=1),
+    # Reconciliation (SPEC §11): tests/compliance. No final objects here.
+    "reconcile_storage": {
+        **counts(),
+        **dict.fromkeys(ReconcileResult.OWN_COUNTS, 0),
+        **{name: [] for name in ReconcileResult.SAMPLES},
+    },
+    "outbox": counts(deleted=1),
+    "total": counts(expired=1, deleted=7, bytes_reclaimed=4 * PART_BYTES + 1),
 }
 
 
@@ -142,7 +161,7 @@ def test_forced_dry_run_wins_over_a_live_request(fs_storage, switch, setting):
         report = run_cleanup(trigger="admin", dry_run=False)
 
     assert report.dry_run is True
-    assert report.counts["stale_sessions"] == {"expired": 1}
+    assert report.counts["stale_sessions"] == counts(expired=1)
     assert UploadSession.objects.active().count() == 1
 
 
@@ -157,9 +176,9 @@ def test_failing_step_is_recorded_and_the_run_goes_on(fs_storage, log_events):
     report = run_cleanup(trigger="beat", storage=broken)
 
     assert report.status == "partial"
-    assert report.counts["stale_sessions"] == {"expired": 1}
+    assert report.counts["stale_sessions"] == counts(expired=1)
     assert "orphan_storage_objects" not in report.counts
-    assert report.counts["outbox"] == {"pruned": 0}
+    assert report.counts["outbox"] == counts()
     assert report.errors == (
         {
             "step": "orphan_storage_objects",
@@ -179,29 +198,23 @@ def test_item_failures_make_the_run_partial_with_a_bounded_error_list(fs_storage
     report = run_cleanup(trigger="beat", now=now, storage=RefusingStorage(fs_storage, bool))
 
     assert report.status == "partial"
-    assert report.counts["orphan_temp_parts"] == {"deleted": 0, "failed": MAX_RECORDED_ERRORS + 10}
+    assert report.counts["orphan_temp_parts"] == counts(failed=MAX_RECORDED_ERRORS + 10)
     assert len(report.errors) == MAX_RECORDED_ERRORS
     assert len(CleanupRun.objects.get().errors) == MAX_RECORDED_ERRORS
 
 
 def test_every_step_failing_fails_the_run(fs_storage, monkeypatch):
-    def unavailable(**kwargs):
+    def unavailable(ctx):
         raise StorageUnavailable("down")
 
     from portal.services import cleanup
 
-    for name in (
-        "cleanup_stale_sessions",
-        "cleanup_orphan_temp_parts",
-        "prune_old_failed_sessions",
-        "sweep_orphan_storage_objects",
-        "prune_outbox",
-    ):
-        monkeypatch.setattr(cleanup, name, unavailable)
+    for name in cleanup.STEPS:
+        monkeypatch.setitem(cleanup.STEPS, name, unavailable)
 
-    report = cleanup.run_cleanup(trigger="beat")
+    report = run_cleanup(trigger="beat")
 
-    assert (report.status, report.ok, len(report.errors)) == ("failed", False, 5)
+    assert (report.status, report.ok, len(report.errors)) == ("failed", False, len(cleanup.STEPS))
 
 
 def test_run_logs_start_batches_and_finish_with_its_run_id(fs_storage, log_events):
@@ -259,10 +272,10 @@ def test_a_run_left_running_by_a_dead_process_is_closed_as_failed(fs_storage):
 def test_report_renders_as_summary_json_and_dict(fs_storage):
     report = run_cleanup(trigger="command")
 
-    assert report.summary().startswith(f"Cleanup success in {report.duration_ms} ms")
-    assert "stale_sessions: expired 0" in report.summary()
-    assert json.loads(report.to_json()) == report.as_dict()
-    assert report.as_dict()["counts"]["total"] == {"expired": 0, "deleted": 0, "failed": 0}
+    assert render_summary(report).startswith(f"Cleanup success in {report.duration_ms} ms")
+    assert "stale_sessions: expired 0, deleted 0" in render_summary(report)
+    assert json.loads(render_json(report)) == report.as_dict()
+    assert report.as_dict()["counts"]["total"] == counts()
 
 
 # -- thin callers -------------------------------------------------------------------
@@ -285,7 +298,7 @@ def test_command_dry_run_prints_json_and_changes_nothing(fs_storage, capsys):
     call_command("run_cleanup", "--dry-run", "--json")
 
     report = json.loads(capsys.readouterr().out)
-    assert (report["dry_run"], report["counts"]["stale_sessions"]) == (True, {"expired": 1})
+    assert (report["dry_run"], report["counts"]["stale_sessions"]) == (True, counts(expired=1))
     assert UploadSession.objects.active().count() == 1
 
 

@@ -12,22 +12,23 @@ from django.utils import timezone
 
 from portal.models import OutboxDelivery, OutboxEvent, UploadFile, UploadPart, UploadSession
 from portal.services.cleanup import (
-    ItemError,
-    PruneResult,
-    StaleSessionsResult,
-    StorageDeletionResult,
     cleanup_orphan_temp_parts,
     cleanup_stale_sessions,
     prune_old_failed_sessions,
     prune_outbox,
     sweep_orphan_storage_objects,
 )
+from portal.services.cleanup_context import ItemError, StepResult
 from tests.cleanup.helpers import GRACE, NOW, TTL, RefusingStorage, temp_keys
 from tests.factories import make_part, make_session
 
 pytestmark = pytest.mark.django_db
 Status = UploadSession.Status
 TERMINAL = [Status.COMPLETE, Status.FAILED, Status.ABORTED]
+
+
+def part_bytes(session) -> int:
+    return sum(session.parts.values_list("size_bytes", flat=True))
 
 
 def write_orphan(storage, session_id, part_number=1):
@@ -44,7 +45,7 @@ def test_idle_active_session_past_ttl_fails_as_expired_with_its_file(status):
 
     result = cleanup_stale_sessions(now=NOW)
 
-    assert result == StaleSessionsResult(expired=1)
+    assert result == StepResult(expired=1)
     session.refresh_from_db()
     assert (session.status, session.failure_reason, session.finished_at) == (
         Status.FAILED,
@@ -60,7 +61,7 @@ def test_sessions_within_ttl_and_terminal_sessions_are_untouched():
     )
     done = make_session(status=Status.COMPLETE, last_activity_at=NOW - 10 * TTL)
 
-    assert cleanup_stale_sessions(now=NOW) == StaleSessionsResult(expired=0)
+    assert cleanup_stale_sessions(now=NOW) == StepResult(expired=0)
 
     fresh.refresh_from_db()
     done.refresh_from_db()
@@ -72,7 +73,7 @@ def test_stale_sessions_expire_across_many_batches():
     for _ in range(7):
         make_session(status=Status.INIT, last_activity_at=NOW - 2 * TTL)
 
-    assert cleanup_stale_sessions(now=NOW, batch_size=3) == StaleSessionsResult(expired=7)
+    assert cleanup_stale_sessions(now=NOW, batch_size=3) == StepResult(expired=7)
     assert not UploadSession.objects.active().exists()
 
 
@@ -94,7 +95,7 @@ def test_session_a_part_revives_before_the_expiry_update_keeps_itself_and_its_fi
     with connection.execute_wrapper(part_arrives_first):
         result = cleanup_stale_sessions(now=NOW)
 
-    assert result == StaleSessionsResult(expired=1)
+    assert result == StepResult(expired=1)
     revived.refresh_from_db()
     stale.refresh_from_db()
     assert (revived.status, revived.file.status) == (
@@ -119,9 +120,7 @@ def test_expiry_is_logged_per_batch_with_session_ids(log_events):
 def test_dry_run_counts_stale_sessions_and_changes_nothing():
     session = make_session(status=Status.IN_PROGRESS, last_activity_at=NOW - 2 * TTL)
 
-    assert cleanup_stale_sessions(now=NOW, dry_run=True) == StaleSessionsResult(
-        expired=1, dry_run=True
-    )
+    assert cleanup_stale_sessions(now=NOW, dry_run=True) == StepResult(expired=1, dry_run=True)
     session.refresh_from_db()
     assert session.status == Status.IN_PROGRESS
 
@@ -138,10 +137,11 @@ def test_parts_of_terminal_session_leave_storage_only_after_grace(storage, statu
         status=status, parts=2, storage=storage, finished_at=NOW - GRACE + timedelta(seconds=1)
     )
     kept = set(within.parts.values_list("temp_storage_key", flat=True))
+    size = part_bytes(past)
 
     result = cleanup_orphan_temp_parts(now=NOW)
 
-    assert result == StorageDeletionResult(deleted=2)
+    assert result == StepResult(deleted=2, bytes_reclaimed=size)
     assert temp_keys(storage) == kept
     assert not past.parts.exists()
     assert within.parts.count() == 2
@@ -152,7 +152,7 @@ def test_parts_of_active_sessions_are_never_deleted(storage):
         status=Status.IN_PROGRESS, parts=2, storage=storage, last_activity_at=NOW - 10 * TTL
     )
 
-    assert cleanup_orphan_temp_parts(now=NOW) == StorageDeletionResult()
+    assert cleanup_orphan_temp_parts(now=NOW) == StepResult()
     assert temp_keys(storage) == set(idle.parts.values_list("temp_storage_key", flat=True))
 
 
@@ -161,8 +161,9 @@ def test_object_already_gone_counts_as_deleted(storage):
         status=Status.COMPLETE, parts=1, storage=storage, finished_at=NOW - 2 * GRACE
     )
     storage.delete_many(session.parts.values_list("temp_storage_key", flat=True))
+    size = part_bytes(session)
 
-    assert cleanup_orphan_temp_parts(now=NOW) == StorageDeletionResult(deleted=1)
+    assert cleanup_orphan_temp_parts(now=NOW) == StepResult(deleted=1, bytes_reclaimed=size)
     assert not UploadPart.objects.exists()
 
 
@@ -180,13 +181,18 @@ def test_key_storage_refuses_is_counted_logged_and_kept_for_the_next_run(storage
     session = make_session(
         status=Status.ABORTED, parts=3, storage=storage, finished_at=NOW - 2 * GRACE
     )
-    refused = session.parts.get(part_number=2).temp_storage_key
+    refused_part = session.parts.get(part_number=2)
+    refused = refused_part.temp_storage_key
     flaky = RefusingStorage(storage, lambda key: key == refused)
+    size = part_bytes(session)
 
     result = cleanup_orphan_temp_parts(now=NOW, storage=flaky)
 
-    assert result == StorageDeletionResult(
-        deleted=2, failed=1, errors=(ItemError(item=refused, error="SlowDown"),)
+    assert result == StepResult(
+        deleted=2,
+        failed=1,
+        bytes_reclaimed=size - refused_part.size_bytes,
+        errors=(ItemError(item=refused, error="SlowDown"),),
     )
     assert [e["key"] for e in log_events("cleanup.item_failed")] == [refused]
     assert temp_keys(storage) == {refused}
@@ -194,7 +200,9 @@ def test_key_storage_refuses_is_counted_logged_and_kept_for_the_next_run(storage
     assert list(session.parts.values_list("temp_storage_key", "cleanup_claimed_until")) == [
         (refused, None)
     ]
-    assert cleanup_orphan_temp_parts(now=NOW) == StorageDeletionResult(deleted=1)
+    assert cleanup_orphan_temp_parts(now=NOW) == StepResult(
+        deleted=1, bytes_reclaimed=refused_part.size_bytes
+    )
     assert temp_keys(storage) == set()
 
 
@@ -209,11 +217,13 @@ def test_part_claimed_by_a_live_run_is_skipped_until_its_claim_expires(fs_storag
 
 
 def test_dry_run_counts_parts_and_deletes_nothing(storage):
-    make_session(status=Status.COMPLETE, parts=2, storage=storage, finished_at=NOW - 2 * GRACE)
+    session = make_session(
+        status=Status.COMPLETE, parts=2, storage=storage, finished_at=NOW - 2 * GRACE
+    )
     before = temp_keys(storage)
 
-    assert cleanup_orphan_temp_parts(now=NOW, dry_run=True) == StorageDeletionResult(
-        deleted=2, dry_run=True
+    assert cleanup_orphan_temp_parts(now=NOW, dry_run=True) == StepResult(
+        deleted=2, bytes_reclaimed=part_bytes(session), dry_run=True
     )
     assert temp_keys(storage) == before
     assert UploadPart.objects.count() == 2
@@ -228,7 +238,7 @@ def test_failed_sessions_past_retention_are_pruned_with_their_files(status):
     old = make_session(status=status, finished_at=NOW - timedelta(days=30, seconds=1))
     young = make_session(status=status, finished_at=NOW - timedelta(days=29))
 
-    assert prune_old_failed_sessions(now=NOW) == PruneResult(pruned=1)
+    assert prune_old_failed_sessions(now=NOW) == StepResult(deleted=1)
 
     assert not UploadSession.objects.filter(pk=old.pk).exists()
     assert not UploadFile.objects.filter(pk=old.file_id).exists()
@@ -240,17 +250,17 @@ def test_prune_keeps_complete_sessions_and_sessions_that_still_have_parts():
     make_session(status=Status.COMPLETE, finished_at=NOW - timedelta(days=90))
     with_parts = make_session(status=Status.FAILED, parts=1, finished_at=NOW - timedelta(days=90))
 
-    assert prune_old_failed_sessions(now=NOW) == PruneResult(pruned=0)
+    assert prune_old_failed_sessions(now=NOW) == StepResult(deleted=0)
     assert UploadSession.objects.count() == 2
     with_parts.parts.all().delete()
-    assert prune_old_failed_sessions(now=NOW) == PruneResult(pruned=1)
+    assert prune_old_failed_sessions(now=NOW) == StepResult(deleted=1)
 
 
 @override_settings(PORTAL_FAILED_SESSION_RETENTION_DAYS=0)
 def test_retention_zero_turns_pruning_off():
     make_session(status=Status.FAILED, finished_at=NOW - timedelta(days=3650))
 
-    assert prune_old_failed_sessions(now=NOW) == PruneResult(pruned=0)
+    assert prune_old_failed_sessions(now=NOW) == StepResult(deleted=0)
     assert UploadSession.objects.count() == 1
 
 
@@ -258,7 +268,7 @@ def test_retention_zero_turns_pruning_off():
 def test_dry_run_prune_counts_sessions_whose_parts_a_live_run_deletes_first():
     make_session(status=Status.FAILED, parts=2, finished_at=NOW - timedelta(days=31))
 
-    assert prune_old_failed_sessions(now=NOW, dry_run=True) == PruneResult(pruned=1, dry_run=True)
+    assert prune_old_failed_sessions(now=NOW, dry_run=True) == StepResult(deleted=1, dry_run=True)
     assert UploadSession.objects.count() == 1
 
 
@@ -296,12 +306,12 @@ def test_sweep_deletes_only_unreferenced_temp_objects_older_than_grace(storage):
 
     # Younger than the grace period: nothing goes.
     young = sweep_orphan_storage_objects(now=written + GRACE - timedelta(minutes=1))
-    assert young == StorageDeletionResult()
+    assert young == StepResult()
     assert temp_keys(storage) == referenced | orphans
 
     result = sweep_orphan_storage_objects(now=written + GRACE + timedelta(minutes=1), batch_size=2)
 
-    assert result == StorageDeletionResult(deleted=2)
+    assert result == StepResult(deleted=2, bytes_reclaimed=2 * len(b"orphan"))
     assert temp_keys(storage) == referenced
     assert outside_keys_present(storage, outside)
 
@@ -310,8 +320,8 @@ def test_sweep_dry_run_counts_and_deletes_nothing(storage):
     orphan = write_orphan(storage, "gone-session")
     later = timezone.now() + 2 * GRACE
 
-    assert sweep_orphan_storage_objects(now=later, dry_run=True) == StorageDeletionResult(
-        deleted=1, dry_run=True
+    assert sweep_orphan_storage_objects(now=later, dry_run=True) == StepResult(
+        deleted=1, bytes_reclaimed=len(b"orphan"), dry_run=True
     )
     assert temp_keys(storage) == {orphan}
 
@@ -322,9 +332,7 @@ def test_sweep_counts_and_logs_objects_storage_refuses(fs_storage, log_events):
 
     result = sweep_orphan_storage_objects(now=timezone.now() + 2 * GRACE, storage=flaky)
 
-    assert result == StorageDeletionResult(
-        failed=1, errors=(ItemError(item=orphan, error="SlowDown"),)
-    )
+    assert result == StepResult(failed=1, errors=(ItemError(item=orphan, error="SlowDown"),))
     assert [e["key"] for e in log_events("cleanup.item_failed")] == [orphan]
 
 
@@ -360,10 +368,10 @@ def test_prune_outbox_deletes_only_events_fully_delivered_before_retention():
     make_event("delivered-recently", created_at=old, deliveries=[(delivered, recent)])
     make_event("new", created_at=recent)
 
-    assert prune_outbox(now=NOW, dry_run=True) == PruneResult(pruned=2, dry_run=True)
+    assert prune_outbox(now=NOW, dry_run=True) == StepResult(deleted=2, dry_run=True)
     assert OutboxEvent.objects.count() == 6
 
-    assert prune_outbox(now=NOW, batch_size=1) == PruneResult(pruned=2)
+    assert prune_outbox(now=NOW, batch_size=1) == StepResult(deleted=2)
 
     assert set(OutboxEvent.objects.values_list("aggregate_id", flat=True)) == {
         "one-pending",

@@ -10,7 +10,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from portal.models import FileDeletion
-from portal.services.retention import delete_expired_files, erase_file, notify_expiring_files
+from portal.services.cleanup import run_cleanup
+from portal.services.retention import erase_file
 from tests.compliance.helpers import plant
 from tests.factories import make_user
 from tests.retention.helpers import stored_file
@@ -43,9 +44,11 @@ def expired(storage):
     """A file deleted by retention: notified, then deleted after its notice."""
     now = timezone.now()
     file = stored_file(storage, stored_at=now - timedelta(days=40))
-    notify_expiring_files(now=now - timedelta(days=3))
-    delete_expired_files(now=now, storage=storage, run_id=None)
-    return FileDeletion.objects.get(file_id=file.pk)
+    run_cleanup(trigger="beat", now=now - timedelta(days=3), cycle="light")
+    run = run_cleanup(trigger="beat", now=now, cycle="light")
+    proof = FileDeletion.objects.get(file_id=file.pk)
+    assert str(proof.cleanup_run_id) == run.run_id
+    return proof
 
 
 # -- deletion_log ---------------------------------------------------------------------
@@ -72,7 +75,8 @@ def test_deletion_log_by_file_key_and_filename(storage):
     assert json.loads(by_file)["file_status"] == "deleted"
     text, error = run("deletion_log", "--file", str(other.file_id))
     assert error is None
-    assert "reason retention_expired" in text and "class general (30.0 days)" in text
+    assert f"by cleanup run {other.cleanup_run_id}, reason retention_expired" in text
+    assert "class general (30.0 days)" in text
     assert f"notified {other.notified_at.isoformat()}" in text
 
 

@@ -166,3 +166,10 @@ def test_the_admin_report_page_prints_and_downloads_csv(client, fs_storage):
 def test_the_admin_report_page_needs_the_view_permission(client):
     client.force_login(make_user(is_staff=True))
     assert client.get(reverse("admin:portal_filedeletion_report")).status_code == 403
+
+
+def test_health_cleanup_carries_the_retention_block(client, fs_storage):
+    stored_file(fs_storage, stored_at=timezone.now() - timedelta(days=40))
+    body = client.get("/health/cleanup").json()
+    assert body["retention"]["overdue_files"] == 1 and body["retention"]["on_hold"] == 0
+    assert body["retention"]["next_expiry_at"] is not None

@@ -6,13 +6,9 @@ import pytest
 
 from portal.exceptions import StorageUnavailable
 from portal.models import FileDeletion, OutboxEvent, RetentionPolicy, UploadFile, WebhookEndpoint
+from portal.services.cleanup_context import StepResult
 from portal.services.legal_hold import release_legal_hold, set_legal_hold
-from portal.services.retention import (
-    FileDeletionResult,
-    NoticeResult,
-    delete_expired_files,
-    notify_expiring_files,
-)
+from portal.services.retention import delete_expired_files, notify_expiring_files
 from tests.retention.helpers import DAY, NOTICE, NOW, exists, stored_file
 
 pytestmark = pytest.mark.django_db
@@ -43,8 +39,8 @@ def test_a_file_inside_its_notice_window_gets_one_file_expiring(storage):
     due = stored_file(storage, stored_at=NOW - 29 * DAY)
     later = stored_file(storage, stored_at=NOW - 20 * DAY)
 
-    assert notify_expiring_files(now=NOW) == NoticeResult(notified=1)
-    assert notify_expiring_files(now=NOW + timedelta(minutes=10)) == NoticeResult(notified=0)
+    assert notify_expiring_files(now=NOW) == StepResult(notified=1)
+    assert notify_expiring_files(now=NOW + timedelta(minutes=10)) == StepResult(notified=0)
 
     due.refresh_from_db()
     later.refresh_from_db()
@@ -91,9 +87,9 @@ def test_an_expired_file_is_deleted_only_notice_after_its_notice(storage):
     assert delete_expired_files(now=just_before, storage=storage).deleted == 0
     assert exists(storage, expired.storage_key)
 
-    result = delete_expired_files(now=NOW + NOTICE, storage=storage, run_id=None)
+    result = delete_expired_files(now=NOW + NOTICE, storage=storage)
 
-    assert result == FileDeletionResult(deleted=1, bytes_reclaimed=expired.size_bytes)
+    assert result == StepResult(deleted=1, bytes_reclaimed=expired.size_bytes)
     assert not exists(storage, expired.storage_key)
     expired.refresh_from_db()
     assert (expired.status, expired.deleted_at) == (Status.DELETED, NOW + NOTICE)
@@ -165,7 +161,7 @@ def test_a_released_never_notified_file_past_expiry_is_notified_first(storage):
     set_legal_hold(file_ids=[upload.pk], reason="audit", now=NOW - 300 * DAY)
     release_legal_hold(file_ids=[upload.pk], now=NOW)
 
-    assert run_both(NOW, storage) == (NoticeResult(notified=1), FileDeletionResult())
+    assert run_both(NOW, storage) == (StepResult(notified=1), StepResult())
     assert run_both(NOW + NOTICE, storage)[1].deleted == 1
 
 
@@ -218,8 +214,8 @@ def test_dry_run_counts_what_a_live_run_does_and_changes_nothing(storage):
     dry = run_both(NOW, storage, dry_run=True)
 
     assert dry == (
-        NoticeResult(notified=1, dry_run=True),
-        FileDeletionResult(deleted=1, dry_run=True),
+        StepResult(notified=1, dry_run=True),
+        StepResult(deleted=1, bytes_reclaimed=notified.size_bytes, dry_run=True),
     )
     assert list(UploadFile.objects.order_by("pk").values()) == before
     assert exists(storage, notified.storage_key)

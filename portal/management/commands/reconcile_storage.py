@@ -20,7 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
 
     def handle(self, *args, dry_run, **options):
-        report = run_cleanup(trigger="command", dry_run=dry_run or None, only=(STEP,))
+        report = run_cleanup(trigger="command", dry_run=dry_run or None, cycle="reconcile")
         if options["json"]:
             self.stdout.write(json.dumps(report.as_dict(), indent=2))
         else:

@@ -1,3 +1,5 @@
+import json
+
 from django.core.management.base import BaseCommand, CommandError
 
 from portal.services.cleanup import run_cleanup
@@ -17,7 +19,26 @@ class Command(BaseCommand):
 
     def handle(self, *args, dry_run, json, **options):
         report = run_cleanup(trigger="command", dry_run=dry_run or None)
-        self.stdout.write(report.to_json() if json else report.summary())
+        self.stdout.write(render_json(report) if json else render_summary(report))
         if not report.ok:
             # Non-zero exit, so cron and CI notice a partial or failed run.
             raise CommandError(f"cleanup finished {report.status}")
+
+
+def render_json(report) -> str:
+    return json.dumps(report.as_dict(), indent=2)
+
+
+def render_summary(report) -> str:
+    """A few lines for a terminal: status, each step's counts, each recorded error."""
+    if report.status == "skipped":
+        return f"Cleanup skipped: {report.skipped_reason}. Run {report.run_id}."
+    mode = " (dry run)" if report.dry_run else ""
+    lines = [f"Cleanup {report.status}{mode} in {report.duration_ms} ms. Run {report.run_id}."]
+    for step, counts in report.counts.items():
+        if step != "total":
+            lines.append(f"  {step}: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
+    for error in report.errors:
+        item = f" {error['item']}" if error.get("item") else ""
+        lines.append(f"  error: {error['step']}{item}: {error['error']}")
+    return "\n".join(lines)

@@ -1,0 +1,134 @@
+"""What operators see of cleanup: its health (``/health/cleanup``) and the settings in force."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.apps import apps
+from django.utils import timezone
+
+from portal import conf
+from portal.models import CleanupControl, CleanupRun
+from portal.selectors.compliance import retention_health
+
+CLEANUP_TASK_NAME = "portal.tasks.portal_cleanup_task"
+# /health/cleanup fails when no run succeeded within this many intervals.
+HEALTHY_WITHIN_INTERVALS = 3
+
+
+@dataclass(frozen=True)
+class CleanupHealth:
+    """The state of cleanup for ``/health/cleanup``: no settings values, no errors' text."""
+
+    healthy: bool
+    last_run: dict | None
+    last_success_at: datetime | None
+    next_run_at: datetime | None
+    deleted_24h: int
+    failed_24h: int
+    expired_24h: int
+    paused: bool
+    interval_minutes: float
+    retention: dict  # SPEC §11: {overdue_files, on_hold, next_expiry_at}
+
+    def as_dict(self) -> dict:
+        return {
+            "healthy": self.healthy,
+            "last_run": self.last_run,
+            "last_success_at": _iso(self.last_success_at),
+            "next_run_at": _iso(self.next_run_at),
+            "last_24h": {
+                "deleted": self.deleted_24h,
+                "failed": self.failed_24h,
+                "expired": self.expired_24h,
+            },
+            "paused": self.paused,
+            "interval_minutes": self.interval_minutes,
+            "retention": self.retention,
+        }
+
+
+def cleanup_health(*, now=None) -> CleanupHealth:
+    """Healthy when a run succeeded within the last three cleanup intervals."""
+    now = now or timezone.now()
+    interval = conf.cleanup_interval()
+    last = CleanupRun.objects.order_by("-started_at").first()
+    last_success_at = (
+        CleanupRun.objects.filter(status=CleanupRun.Status.SUCCESS)
+        .order_by("-started_at")
+        .values_list("finished_at", flat=True)
+        .first()
+    )
+    totals = {"deleted": 0, "failed": 0, "expired": 0}
+    recent = CleanupRun.objects.filter(started_at__gte=now - timedelta(hours=24), dry_run=False)
+    for counts in recent.values_list("counts", flat=True).iterator():
+        for name in totals:
+            totals[name] += (counts or {}).get("total", {}).get(name, 0)
+    return CleanupHealth(
+        healthy=bool(
+            last_success_at and last_success_at >= now - HEALTHY_WITHIN_INTERVALS * interval
+        ),
+        last_run=_run_summary(last) if last else None,
+        last_success_at=last_success_at,
+        next_run_at=_next_scheduled_run(),
+        deleted_24h=totals["deleted"],
+        failed_24h=totals["failed"],
+        expired_24h=totals["expired"],
+        paused=CleanupControl.current().paused,
+        interval_minutes=interval.total_seconds() / 60,
+        retention=retention_health(now=now),
+    )
+
+
+def _run_summary(run: CleanupRun) -> dict:
+    return {
+        "id": str(run.pk),
+        "status": run.status,
+        "trigger": run.trigger,
+        "dry_run": run.dry_run,
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "counts": run.counts,
+        "errors": len(run.errors),
+    }
+
+
+def _next_scheduled_run() -> datetime | None:
+    """When beat next sends the cleanup task, from django-celery-beat's table (interval only)."""
+    if not apps.is_installed("django_celery_beat"):
+        return None
+    from django_celery_beat.models import PeriodicTask
+
+    task = (
+        PeriodicTask.objects.filter(task=CLEANUP_TASK_NAME, enabled=True, interval__isnull=False)
+        .select_related("interval")
+        .order_by("-last_run_at")
+        .first()
+    )
+    if task is None:
+        return None
+    since = task.last_run_at or task.start_time or task.date_changed
+    return since + task.interval.schedule.run_every
+
+
+def effective_settings() -> dict:
+    """The cleanup settings and switches in force now, for the admin (no secrets)."""
+    control = CleanupControl.current()
+    retention = conf.failed_session_retention()
+    return {
+        "PORTAL_CLEANUP_ENABLED": conf.cleanup_enabled(),
+        "PORTAL_CLEANUP_DRY_RUN": conf.cleanup_dry_run(),
+        "paused (admin switch)": control.paused,
+        "force dry run (admin switch)": control.force_dry_run,
+        "PORTAL_CLEANUP_INTERVAL_MINUTES": conf.cleanup_interval().total_seconds() / 60,
+        "PORTAL_SESSION_TTL_HOURS": conf.session_ttl().total_seconds() / 3600,
+        "PORTAL_CLEANUP_GRACE_MINUTES": conf.cleanup_grace().total_seconds() / 60,
+        "PORTAL_CLEANUP_BATCH_SIZE": conf.cleanup_batch_size(),
+        "PORTAL_FAILED_SESSION_RETENTION_DAYS": retention.days if retention else 0,
+        "PORTAL_OUTBOX_RETENTION_DAYS": conf.outbox_retention().days,
+        "PORTAL_STORAGE_BACKEND": conf.storage_backend(),
+        "PORTAL_TEMP_PREFIX": conf.temp_prefix(),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
