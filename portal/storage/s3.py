@@ -31,14 +31,8 @@ from storages.backends.s3 import S3Storage as DjangoStoragesS3
 
 from portal import conf
 from portal.exceptions import InvalidStorageKey, ObjectMissing, PartTooLarge, StorageUnavailable
-from portal.storage import keys
-from portal.storage.base import (
-    COPY_BUFFER_SIZE,
-    DELETE_BATCH_SIZE,
-    LIST_PAGE_SIZE,
-    DeleteResult,
-    StoredObject,
-)
+from portal.storage import base, keys
+from portal.storage.base import COPY_BUFFER_SIZE, DELETE_BATCH_SIZE, DeleteResult, StoredObject
 
 log = structlog.get_logger(__name__)
 
@@ -283,12 +277,12 @@ class S3Storage:
         return _ObjectReader(key, response["Body"])
 
     def iter_temp_objects(self, *, older_than: datetime) -> Iterator[StoredObject]:
-        for page in self._pages(self.temp_prefix, LIST_PAGE_SIZE):
+        for page in self._pages(self.temp_prefix, base.LIST_PAGE_SIZE):
             yield from (
                 o for o in page if o.last_modified < older_than and self._is_temp_key(o.key)
             )
 
-    def iter_final_pages(self, *, page_size=LIST_PAGE_SIZE) -> Iterator[list[StoredObject]]:
+    def iter_final_pages(self, *, page_size=base.LIST_PAGE_SIZE) -> Iterator[list[StoredObject]]:
         return self._pages(self.final_prefix, page_size)
 
     def _pages(self, prefix: str, page_size: int) -> Iterator[list[StoredObject]]:
