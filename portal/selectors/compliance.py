@@ -7,10 +7,12 @@ hold, overdue), ``FileDeletion`` (deleted) and the recorded item errors of the
 
 import csv
 import io
+import operator
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import reduce
 
 from django.db.models import Count, Min, Q, Sum
 from django.utils import timezone
@@ -230,7 +232,7 @@ def _failed_attempts(period: Period, codes: dict) -> dict[str, int]:
     if not file_ids:
         return counts
     classes = dict(
-        UploadFile.objects.filter(pk__in=set(file_ids)).values_list("pk", "retention_policy")
+        UploadFile.objects.filter(pk__any=list(set(file_ids))).values_list("pk", "retention_policy")
     )
     for file_id in file_ids:
         code = codes.get(classes.get(uuid.UUID(file_id)), NO_CLASS)
@@ -250,10 +252,13 @@ def overdue_files(*, now=None, policies=None):
     """Stored files not on hold whose ``expires_at + notice + 3 intervals`` has passed."""
     now = now or timezone.now()
     late = OVERDUE_AFTER_INTERVALS * conf.cleanup_interval()
-    due = Q(pk__in=[])
-    for policy in policies if policies is not None else RetentionPolicy.objects.all():
-        due |= Q(retention_policy=policy.pk, expires_at__lt=now - policy.notice - late)
-    return UploadFile.objects.stored().filter(due, legal_hold=False)
+    due = [
+        Q(retention_policy=policy.pk, expires_at__lt=now - policy.notice - late)
+        for policy in (policies if policies is not None else RetentionPolicy.objects.all())
+    ]
+    if not due:
+        return UploadFile.objects.none()
+    return UploadFile.objects.stored().filter(reduce(operator.or_, due), legal_hold=False)
 
 
 # -- /health/cleanup's retention block ---------------------------------------------
@@ -312,7 +317,9 @@ def deletion_log(*, file_id=None, key=None, filename=None) -> DeletionLog:
     rows = list(deletions[:MAX_LOG_ENTRIES])
     runs = {
         run.pk: run
-        for run in CleanupRun.objects.filter(pk__in={r.cleanup_run_id for r in rows} - {None})
+        for run in CleanupRun.objects.filter(
+            pk__any=list({r.cleanup_run_id for r in rows} - {None})
+        )
     }
     entries = tuple(_entry(row, runs.get(row.cleanup_run_id)) for row in rows)
     return DeletionLog(

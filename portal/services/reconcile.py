@@ -18,14 +18,20 @@ The step runs on the deep cleanup cycle and is recorded as part of that
 ``CleanupRun``; ``manage.py reconcile_storage`` runs it alone as a run of its own.
 """
 
+import contextvars
+from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
+from queue import Full, Queue
+from threading import Event, Thread
 
 import structlog
 from django.db import transaction
 from django.db.models import Q
 
+from portal.db import committed_asynchronously
 from portal.exceptions import ObjectMissing, StorageError
 from portal.models import FileDeletion, UploadFile
 from portal.services.cleanup_context import (
@@ -97,7 +103,7 @@ def reconcile_storage(ctx: CleanupContext) -> ReconcileResult:
     """Reconcile the final prefix of the storage with the ``UploadFile`` rows (see module)."""
     tally = _Tally(dry_run=ctx.dry_run)
     page_size = min(ctx.batch_size, LIST_PAGE_SIZE)
-    for page in ctx.storage.iter_final_pages(page_size=page_size):
+    for page in _read_ahead(ctx.storage.iter_final_pages(page_size=page_size)):
         _reconcile_page(page, ctx, tally)
     _find_missing(ctx, tally)
     result = tally.result()
@@ -106,6 +112,42 @@ def reconcile_storage(ctx: CleanupContext) -> ReconcileResult:
         log.info("cleanup.foreign_objects", step=STEP, count=result.foreign, sample=sample)
     log.info("reconcile.finished", dry_run=ctx.dry_run, **StepResult.counts(result))
     return result
+
+
+def _read_ahead(pages: Iterator[list]) -> Iterator[list]:
+    """The listing's pages, the next one read in a worker thread while this one is
+    checked against the database: at most two pages are held at a time."""
+    ahead: Queue = Queue(maxsize=1)
+    stop = Event()
+
+    def offer(item) -> bool:
+        while not stop.is_set():
+            with suppress(Full):
+                ahead.put(item, timeout=0.1)
+                return True
+        return False  # the reader has stopped
+
+    def read():
+        try:
+            for page in pages:
+                if not offer(page):
+                    return
+        except BaseException as exc:  # handed to the reader, who raises it
+            offer(exc)
+            return
+        offer(_END)
+
+    Thread(target=contextvars.copy_context().run, args=(read,), daemon=True).start()
+    try:
+        while (page := ahead.get()) is not _END:
+            if isinstance(page, BaseException):
+                raise page
+            yield page
+    finally:
+        stop.set()
+
+
+_END = object()
 
 
 def _reconcile_page(page, ctx: CleanupContext, tally: _Tally) -> None:
@@ -117,7 +159,7 @@ def _reconcile_page(page, ctx: CleanupContext, tally: _Tally) -> None:
             tally.note_foreign(obj.key)
         else:
             owned.setdefault(file_id, []).append(obj)
-    rows = dict(UploadFile.objects.filter(pk__in=list(owned)).values_list("pk", "storage_key"))
+    rows = dict(UploadFile.objects.filter(pk__any=list(owned)).values_list("pk", "storage_key"))
     orphan_before = ctx.now - ctx.grace
     seen, orphans = [], []
     for file_id, objects in owned.items():
@@ -129,7 +171,10 @@ def _reconcile_page(page, ctx: CleanupContext, tally: _Tally) -> None:
                 if rows.get(file_id) == obj.key:
                     seen.append(file_id)
     if seen and not ctx.dry_run:
-        UploadFile.objects.filter(pk__in=seen).update(storage_seen_at=ctx.now)
+        # A hint only (a file not marked is confirmed one by one): a commit lost in a
+        # crash costs nothing, so it need not wait for the disk.
+        with committed_asynchronously():
+            UploadFile.objects.filter(pk__any=seen).update(storage_seen_at=ctx.now)
     _delete_orphans(orphans, ctx, tally)
 
 
@@ -184,9 +229,9 @@ def _exists(storage, key: str) -> bool:
 
 def _mark_missing(unseen, ids, *, now: datetime) -> list:
     with transaction.atomic():
-        files = list(unseen.filter(pk__in=ids).select_for_update(skip_locked=True))
+        files = list(unseen.filter(pk__any=ids).select_for_update(skip_locked=True))
         marked = [f.pk for f in files]
-        UploadFile.objects.filter(pk__in=marked).update(
+        UploadFile.objects.filter(pk__any=marked).update(
             status=UploadFile.Status.MISSING, updated_at=now
         )
         emit_events(

@@ -29,9 +29,6 @@ class FilesystemStorage:
         keys.validate_key(key, *(prefixes or (self.temp_prefix, self.final_prefix)))
         return self.root / key
 
-    def _key(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
-
     # -- writing ------------------------------------------------------------
 
     def write_temp_part(self, session_id, part_number, stream, *, max_bytes):
@@ -138,8 +135,9 @@ class FilesystemStorage:
                     yield entry.path, stat
 
     def _object(self, path: str, stat: os.stat_result) -> StoredObject:
+        # String slicing, not Path.relative_to: listings run once per object.
         return StoredObject(
-            key=self._key(Path(path)),
+            key=path[len(str(self.root)) + 1 :].replace(os.sep, "/"),
             size=stat.st_size,
             last_modified=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
         )

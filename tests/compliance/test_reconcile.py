@@ -152,3 +152,19 @@ def test_reconcile_storage_command_fails_when_an_orphan_cannot_be_deleted(
     (run,) = CleanupRun.objects.all()
     assert run.counts["reconcile_storage"]["failed"] == 1
     assert run.errors[0]["item"] == orphan
+
+
+def test_a_listing_that_fails_part_way_marks_nothing_missing(storage, monkeypatch):
+    files = [stored_file(storage, stored_at=timezone.now() - timedelta(days=2)) for _ in range(3)]
+    listing = storage.iter_final_pages
+
+    def failing(**kwargs):
+        yield next(listing(page_size=1))
+        raise StorageUnavailable("the listing broke off")
+
+    monkeypatch.setattr(storage, "iter_final_pages", failing)
+    report = run_cleanup(trigger="command", cycle="reconcile")
+
+    assert report.status == "failed" and "the listing broke off" in report.errors[0]["error"]
+    assert UploadFile.objects.filter(pk__in=[f.pk for f in files], status="stored").count() == 3
+    assert not OutboxEvent.objects.filter(event_type="file.missing").exists()
