@@ -65,8 +65,9 @@ class UploadFile(TimestampedModel):
         "RetentionPolicy", null=True, blank=True, on_delete=models.PROTECT, related_name="files"
     )
     expires_at = models.DateTimeField(null=True, blank=True)  # null: kept indefinitely
-    legal_hold = models.BooleanField(default=False)
-    legal_hold_reason = models.CharField(max_length=500, blank=True)
+    # Database defaults too, so rows inserted by plain SQL (imports, benchmarks) are valid.
+    legal_hold = models.BooleanField(default=False, db_default=False)
+    legal_hold_reason = models.CharField(max_length=500, blank=True, db_default="")
     legal_hold_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,

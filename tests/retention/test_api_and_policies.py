@@ -237,3 +237,13 @@ def test_openapi_documents_retention_class_and_the_retention_block(client):
         "class",
         "expires_at",
     }
+
+
+def test_the_file_admin_shows_retention_state_read_only(client, staff, fs_storage):
+    upload = stored_file(fs_storage)
+
+    response = client.get(reverse("admin:portal_uploadfile_change", args=[upload.pk]))
+
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert not {"legal_hold", "expires_at", "retention_policy"} & set(form.fields)

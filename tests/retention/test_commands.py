@@ -131,3 +131,13 @@ def test_beat_schedules_the_deep_cycle_from_its_setting(settings):
 
         schedule = Base.CELERY_BEAT_SCHEDULE(settings)
     assert schedule["portal-cleanup-deep"]["task"] == "portal.tasks.portal_cleanup_deep_task"
+
+
+def test_a_deep_interval_below_three_seconds_is_a_check_error():
+    from portal.checks import check_numeric_ranges
+
+    with override_settings(PORTAL_CLEANUP_DEEP_INTERVAL_MINUTES=0):
+        errors = check_numeric_ranges()
+
+    assert [e.id for e in errors] == ["portal.E060"]
+    assert "PORTAL_CLEANUP_DEEP_INTERVAL_MINUTES" in errors[0].msg
