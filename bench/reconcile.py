@@ -85,13 +85,13 @@ def main(args):
         env={**os.environ, "LOG_LEVEL": "WARNING"},
     )
     try:
+        if args.s3:
+            os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
+            report("s3", child(args, str(args.s3), "s3"))
         results = []
         for size in args.sizes:
             results.append(child(args, str(size), "filesystem"))
             report("filesystem", results[-1])
-        if args.s3:
-            os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
-            report("s3", child(args, str(args.s3), "s3"))
         if len(results) >= 2:
             small, large = results[0], results[-1]
             ratio = large["rss_mb"] / small["rss_mb"]
@@ -243,7 +243,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--sizes",
-        type=lambda s: [int(x) for x in s.split(",")],
+        type=lambda s: [int(x) for x in s.split(",") if x],
         default=[100_000, 1_000_000],
         help="final objects on the filesystem, smallest first (default: 100000,1000000)",
     )
