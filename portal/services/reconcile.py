@@ -12,7 +12,8 @@ Two passes, each in bounded memory whatever the number of objects and rows:
    seen by it. Each candidate's object is opened once more (a listing can lag or an
    object arrive late) before it becomes ``missing`` with a ``file.missing`` event,
    in one transaction per batch, conditionally on still being ``stored`` and
-   unclaimed by a retention deletion.
+   unclaimed by a retention deletion. A dry run marks nothing in the first pass,
+   so its second pass opens every stored file's object.
 
 The step runs on the deep cleanup cycle and is recorded as part of that
 ``CleanupRun``; ``manage.py reconcile_storage`` runs it alone as a run of its own.
@@ -115,8 +116,8 @@ def reconcile_storage(ctx: CleanupContext) -> ReconcileResult:
 
 
 def _read_ahead(pages: Iterator[list]) -> Iterator[list]:
-    """The listing's pages, the next one read in a worker thread while this one is
-    checked against the database: at most two pages are held at a time."""
+    """The listing's pages, the next ones read in a worker thread while this one is
+    checked against the database: at most three pages are held at a time."""
     ahead: Queue = Queue(maxsize=1)
     stop = Event()
 
