@@ -112,27 +112,28 @@ class FilesystemStorage:
             yield page
 
     def _scan(self, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
-        """Every file under ``prefix`` with its stat, depth first. os.scandir is lazy:
-        memory stays one open folder per level however many files there are."""
-        stack = [self.root / prefix]
-        while stack:
-            directory = stack.pop()
-            try:
-                entries = os.scandir(directory)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise StorageUnavailable(f"cannot list {directory}: {exc.strerror}") from exc
-            with entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(Path(entry.path))
-                        continue
-                    try:
-                        stat = entry.stat(follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue  # deleted since the folder was read, e.g. by another run
-                    yield entry.path, stat
+        """Every file under ``prefix`` with its stat, depth first."""
+        return self._scan_folder(os.path.join(self.root, prefix))
+
+    def _scan_folder(self, directory: str) -> Iterator[tuple[str, os.stat_result]]:
+        # os.scandir is lazy and subfolders are entered as they come, not collected:
+        # memory is one open folder per level however many files and folders there are.
+        try:
+            entries = os.scandir(directory)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot list {directory}: {exc.strerror}") from exc
+        with entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    yield from self._scan_folder(entry.path)
+                    continue
+                try:
+                    stat = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # deleted since the folder was read, e.g. by another run
+                yield entry.path, stat
 
     def _object(self, path: str, stat: os.stat_result) -> StoredObject:
         # String slicing, not Path.relative_to: listings run once per object.
