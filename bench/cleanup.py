@@ -23,13 +23,20 @@ written on the filesystem adapter (on S3, moto's server in its own process,
   (rolled back): the practical limit of expiry;
 - ``cleanup_stale_sessions``: batched, locked, conditional expiry;
 - ``cleanup_orphan_temp_parts`` over their parts once the sessions are past
-  the grace period.
+  the grace period;
+- ``sweep_orphan_storage_objects`` (filesystem only) over the same part objects
+  written again with no rows left: every key is proven the portal's by its shape
+  and its session checked not to be active (PEP 0020), then deleted. Compare the
+  figure of two trees (before/after a change) run back to back: copy this script
+  into the other tree's ``bench/`` and run it there; it calls the steps through
+  their keyword arguments only, which both layouts take.
 
 Logging is the production configuration (LOG_FORMAT=json LOG_LEVEL=INFO), written
 to ``--log-file`` (default: discarded).
 """
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -38,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +74,8 @@ INSERT INTO portal_uploadpart (id, created_at, updated_at, session_id, part_numb
 SELECT ('00000003-0000-7000-8000-' || lpad(to_hex(i * 4 + p), 12, '0'))::uuid, now(), now(),
     ('00000001-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, p, 16, '',
     'tmp/' || right(lpad(to_hex(i), 12, '0'), 2) || '/00000001-0000-7000-8000-'
-        || lpad(to_hex(i), 12, '0') || '-' || lpad(p::text, 6, '0') || '-bench.part', NULL
+        || lpad(to_hex(i), 12, '0') || '-' || lpad(p::text, 6, '0') || '-'
+        || md5(i || '-' || p) || '.part', NULL
 FROM generate_series(1, %(n)s) i, generate_series(1, 4) p;
 """
 RAW_EXPIRY_SQL = """
@@ -80,8 +89,10 @@ WHERE status IN ('init', 'in_progress') AND last_activity_at < now() - interval 
 
 
 def part_key(i: int, part: int) -> str:
-    """The key SEED_SQL gives part ``part`` of session ``i`` (the layout of keys.temp_part_key)."""
-    return f"tmp/{i % 256:02x}/00000001-0000-7000-8000-{i:012x}-{part:06d}-bench.part"
+    """The key SEED_SQL gives part ``part`` of session ``i``: exactly the shape
+    keys.temp_part_key writes (a 32-hex-digit suffix), so the sweep proves it the portal's."""
+    suffix = hashlib.md5(f"{i}-{part}".encode()).hexdigest()
+    return f"tmp/{i % 256:02x}/00000001-0000-7000-8000-{i:012x}-{part:06d}-{suffix}.part"
 
 
 # -- the parent: scratch database, child processes, one line per figure ----------------
@@ -146,6 +157,11 @@ def report(backend, result):
         f"({result['parts_rate'] / naive['parts_rate']:.0f}x naive)  "
         f"peak RSS {result['rss_mb']:.0f} MiB"
     )
+    if result.get("sweep_rate"):
+        print(
+            f"sweep {backend:<10} n={n:>9,}  {result['sweep_rate']:>9,.0f} objects/s "
+            f"({100 * result['sweep_rate'] / result['parts_rate']:.0f}% of part deletion)"
+        )
 
 
 # -- the children: one measurement each, in a fresh process ---------------------------
@@ -208,7 +224,11 @@ def run_service(n: int, naive_sessions: int, backend: str) -> dict:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from portal.services.cleanup import cleanup_orphan_temp_parts, cleanup_stale_sessions
+    from portal.services.cleanup import (
+        cleanup_orphan_temp_parts,
+        cleanup_stale_sessions,
+        sweep_orphan_storage_objects,
+    )
     from portal.storage import build_storage
 
     storage = build_storage(backend)
@@ -237,7 +257,21 @@ def run_service(n: int, naive_sessions: int, backend: str) -> dict:
         )
     )
     assert expired[0].expired == n and deleted[0].deleted == n * PARTS, (expired, deleted)
+    sweep_rate = None
+    if backend == "filesystem":
+        # The same objects again, now with no part rows: crash leftovers for the sweep.
+        write_objects(storage, n + naive_sessions)
+        later = timezone.now() + timedelta(hours=1)  # past the grace period
+        swept = []
+        sweep = timed(
+            lambda: swept.append(
+                sweep_orphan_storage_objects(now=later, dry_run=False, storage=storage)
+            )
+        )
+        assert swept[0].deleted == (n + naive_sessions) * PARTS, swept
+        sweep_rate = swept[0].deleted / sweep
     return {
+        "sweep_rate": sweep_rate,
         "n": n + naive_sessions,
         "naive": naive,
         "raw_rate": n / raw,

@@ -169,3 +169,46 @@ def check_storage(app_configs=None, **kwargs):
                 )
             )
     return errors
+
+
+@checks.register(checks.Tags.compatibility)
+def check_prefixes_not_nested(app_configs=None, **kwargs):
+    """The storage sweep lists everything under the temp prefix: a final prefix inside it
+    (or around it) would put stored files in the sweep's path."""
+    temp, final = conf.temp_prefix().strip("/") + "/", conf.final_prefix().strip("/") + "/"
+    if (
+        temp == "/"
+        or final == "/"
+        or temp == final
+        or (not temp.startswith(final) and not final.startswith(temp))
+    ):
+        return []  # empty or equal prefixes are portal.E010's concern
+    return [
+        _error(
+            f"PORTAL_TEMP_PREFIX ({conf.temp_prefix()!r}) and PORTAL_FINAL_PREFIX "
+            f"({conf.final_prefix()!r}) are nested: one lies inside the other.",
+            "Use two sibling prefixes, e.g. tmp/ and files/.",
+            "portal.E013",
+        )
+    ]
+
+
+# Below this, object ages (the storage's clock) and session times (the portal's clock)
+# are too close for the clock skew between hosts.
+SAFE_GRACE_MINUTES = 5
+
+
+@checks.register(checks.Tags.compatibility)
+def check_grace_floor(app_configs=None, **kwargs):
+    grace = conf.get("PORTAL_CLEANUP_GRACE_MINUTES")
+    if not 0 <= grace < SAFE_GRACE_MINUTES:
+        return []  # a negative value is portal.E008's concern
+    return [
+        checks.Warning(
+            f"PORTAL_CLEANUP_GRACE_MINUTES ({grace}) is below {SAFE_GRACE_MINUTES} minutes: "
+            "object ages come from the storage's clock and session times from this host's, "
+            "so clock skew can make a just-finished session's parts look old enough to delete.",
+            hint=f"Set PORTAL_CLEANUP_GRACE_MINUTES to {SAFE_GRACE_MINUTES} or more.",
+            id="portal.W002",
+        )
+    ]

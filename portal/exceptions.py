@@ -6,15 +6,31 @@ class PortalError(Exception):
 
 
 class StorageError(PortalError):
-    """A storage operation failed."""
+    """A storage operation failed for good: retrying the same request will not help.
+
+    ``status``/``code``/``public_message`` are what an API client is told (no key,
+    host or exception text: those go to the log).
+    """
+
+    status = 500
+    code = "storage_error"
+    public_message = "Storage refused the operation; retrying will not help."
 
 
 class ObjectMissing(StorageError):
-    """The object does not exist."""
+    """The object ``key`` does not exist."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
 
 
 class StorageUnavailable(StorageError):
-    """The storage backend could not be reached or refused the operation."""
+    """The storage backend could not be reached or failed: worth retrying later."""
+
+    status = 503
+    code = "storage_unavailable"
+    public_message = "Storage is unavailable; retry later."
 
 
 class InvalidStorageKey(StorageError):

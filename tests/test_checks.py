@@ -131,3 +131,37 @@ def test_check_errors_are_errors_and_the_debug_one_a_warning():
         assert [m.level for m in portal_messages()] == [checks.ERROR]
     with override_settings(DEBUG=True, PORTAL_RUNNER_ENDPOINT="https://runner.example/events"):
         assert [m.level for m in portal_messages()] == [checks.WARNING]
+
+
+@pytest.mark.parametrize(
+    ("temp", "final"),
+    [("tmp/", "tmp/files/"), ("tmp", "tmp/files"), ("data/files/tmp/", "data/files/")],
+)
+def test_nested_prefixes_are_an_error_naming_both_settings(temp, final):
+    with override_settings(PORTAL_TEMP_PREFIX=temp, PORTAL_FINAL_PREFIX=final):
+        messages = portal_messages()
+
+    assert [message.id for message in messages] == ["portal.E013"]
+    assert "PORTAL_TEMP_PREFIX" in messages[0].msg and "PORTAL_FINAL_PREFIX" in messages[0].msg
+    assert isinstance(messages[0], checks.Error) and messages[0].hint
+
+
+@pytest.mark.parametrize(("temp", "final"), [("tmp/", "tmpfiles/"), ("a/tmp/", "a/files/")])
+def test_sibling_prefixes_sharing_characters_are_fine(temp, final):
+    with override_settings(PORTAL_TEMP_PREFIX=temp, PORTAL_FINAL_PREFIX=final):
+        assert portal_ids() == set()
+
+
+@pytest.mark.parametrize("grace", [0, 4])
+def test_a_grace_below_the_safe_floor_is_warned_with_the_reason(grace):
+    with override_settings(PORTAL_CLEANUP_GRACE_MINUTES=grace):
+        messages = portal_messages()
+
+    assert [message.id for message in messages] == ["portal.W002"]
+    assert isinstance(messages[0], checks.Warning)
+    assert "PORTAL_CLEANUP_GRACE_MINUTES" in messages[0].msg and "clock" in messages[0].msg
+
+
+def test_a_grace_at_the_floor_is_clean():
+    with override_settings(PORTAL_CLEANUP_GRACE_MINUTES=5):
+        assert portal_ids() == set()

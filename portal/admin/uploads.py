@@ -11,8 +11,23 @@ class ReadOnlyTimestampsMixin:
         return (*super().get_readonly_fields(request, obj), "id", "created_at", "updated_at")
 
 
+class ServiceOwnedMixin:
+    """Rows only services create and change (status, counters, storage pointers, hashes):
+    the admin shows them and never adds, edits or deletes one. A stray edit here would
+    corrupt a record that uploads, finalize and cleanup rely on."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(UploadFile)
-class UploadFileAdmin(LegalHoldActionsMixin, ReadOnlyTimestampsMixin, admin.ModelAdmin):
+class UploadFileAdmin(LegalHoldActionsMixin, ServiceOwnedMixin, admin.ModelAdmin):
     list_display = ("original_filename", "status", "size_bytes", "uploaded_by", "created_at")
     list_filter = ("status", "storage_backend", "legal_hold", "retention_policy")
     search_fields = ("id", "original_filename", "sha256", "storage_key", "uploaded_by__username")
@@ -21,7 +36,7 @@ class UploadFileAdmin(LegalHoldActionsMixin, ReadOnlyTimestampsMixin, admin.Mode
     date_hierarchy = "created_at"
 
 
-class UploadPartInline(admin.TabularInline):
+class UploadPartInline(ServiceOwnedMixin, admin.TabularInline):
     model = UploadPart
     fields = ("part_number", "size_bytes", "sha256", "temp_storage_key", "created_at")
     readonly_fields = fields
@@ -29,12 +44,13 @@ class UploadPartInline(admin.TabularInline):
     can_delete = False
     show_change_link = False
 
-    def has_add_permission(self, request, obj=None):
-        return False
+    def has_view_permission(self, request, obj=None):
+        # Shown with its session to whoever may view sessions.
+        return request.user.has_perm("portal.view_uploadsession")
 
 
 @admin.register(UploadSession)
-class UploadSessionAdmin(ReadOnlyTimestampsMixin, admin.ModelAdmin):
+class UploadSessionAdmin(ServiceOwnedMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "status",
@@ -59,12 +75,12 @@ class ApiTokenAdmin(ReadOnlyTimestampsMixin, admin.ModelAdmin):
     list_filter = ("revoked_at",)
     search_fields = ("prefix", "name", "user__username")
     fields = ("user", "name", "prefix", "last_used_at", "revoked_at")
-    readonly_fields = ("prefix", "last_used_at")
-    raw_id_fields = ("user",)
+    # Only the name is the operator's to edit; revocation is one-way, by the action.
+    readonly_fields = ("user", "prefix", "last_used_at", "revoked_at")
     actions = ["revoke_tokens"]
 
     def has_add_permission(self, request):
-        return False
+        return False  # tokens are issued by create_api_token, which prints them once
 
     @admin.action(description="Revoke selected tokens")
     def revoke_tokens(self, request, queryset):

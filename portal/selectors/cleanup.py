@@ -27,6 +27,7 @@ class CleanupHealth:
     failed_24h: int
     expired_24h: int
     paused: bool
+    dry_run_forced: bool
     interval_minutes: float
     retention: dict  # SPEC §11: {overdue_files, on_hold, next_expiry_at}
 
@@ -42,38 +43,47 @@ class CleanupHealth:
                 "expired": self.expired_24h,
             },
             "paused": self.paused,
+            "dry_run_forced": self.dry_run_forced,
             "interval_minutes": self.interval_minutes,
             "retention": self.retention,
         }
 
 
 def cleanup_health(*, now=None) -> CleanupHealth:
-    """Healthy when a run succeeded within the last three cleanup intervals."""
+    """Healthy when a live run (not a dry run, not skipped) succeeded within the last
+    three cleanup intervals, or, before any live run ever succeeded, while the cleanup
+    schedule is younger than three intervals (a fresh deploy)."""
     now = now or timezone.now()
     interval = conf.cleanup_interval()
+    window = HEALTHY_WITHIN_INTERVALS * interval
+    control = CleanupControl.current()
     last = CleanupRun.objects.order_by("-started_at").first()
     last_success_at = (
-        CleanupRun.objects.filter(status=CleanupRun.Status.SUCCESS)
+        CleanupRun.objects.filter(status=CleanupRun.Status.SUCCESS, dry_run=False)
         .order_by("-started_at")
         .values_list("finished_at", flat=True)
         .first()
     )
+    schedule = _cleanup_schedule()
+    if last_success_at:
+        healthy = last_success_at >= now - window
+    else:
+        healthy = schedule is not None and _schedule_created_at(schedule) >= now - window
     totals = {"deleted": 0, "failed": 0, "expired": 0}
     recent = CleanupRun.objects.filter(started_at__gte=now - timedelta(hours=24), dry_run=False)
     for counts in recent.values_list("counts", flat=True).iterator():
         for name in totals:
             totals[name] += (counts or {}).get("total", {}).get(name, 0)
     return CleanupHealth(
-        healthy=bool(
-            last_success_at and last_success_at >= now - HEALTHY_WITHIN_INTERVALS * interval
-        ),
+        healthy=healthy,
         last_run=_run_summary(last) if last else None,
         last_success_at=last_success_at,
-        next_run_at=_next_scheduled_run(),
+        next_run_at=_next_run(schedule) if schedule else None,
         deleted_24h=totals["deleted"],
         failed_24h=totals["failed"],
         expired_24h=totals["expired"],
-        paused=CleanupControl.current().paused,
+        paused=control.paused or not conf.cleanup_enabled(),
+        dry_run_forced=control.force_dry_run or conf.cleanup_dry_run(),
         interval_minutes=interval.total_seconds() / 60,
         retention=retention_health(now=now),
     )
@@ -92,20 +102,32 @@ def _run_summary(run: CleanupRun) -> dict:
     }
 
 
-def _next_scheduled_run() -> datetime | None:
-    """When beat next sends the cleanup task, from django-celery-beat's table (interval only)."""
+def _cleanup_schedule():
+    """django-celery-beat's enabled interval schedule of the cleanup task, if there is one."""
     if not apps.is_installed("django_celery_beat"):
         return None
     from django_celery_beat.models import PeriodicTask
 
-    task = (
+    return (
         PeriodicTask.objects.filter(task=CLEANUP_TASK_NAME, enabled=True, interval__isnull=False)
         .select_related("interval")
         .order_by("-last_run_at")
         .first()
     )
-    if task is None:
-        return None
+
+
+def _schedule_created_at(task) -> datetime:
+    """When the schedule came into force. PeriodicTask records no creation time, and beat
+    saves the row (so ``date_changed`` moves) at every send: a schedule that never ran
+    was last changed when it was created; one that ran was created one interval before
+    each of its ``total_run_count`` sends."""
+    if task.last_run_at is None:
+        return task.start_time or task.date_changed
+    return task.last_run_at - task.total_run_count * task.interval.schedule.run_every
+
+
+def _next_run(task) -> datetime:
+    """When beat next sends the cleanup task."""
     since = task.last_run_at or task.start_time or task.date_changed
     return since + task.interval.schedule.run_every
 

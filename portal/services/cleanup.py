@@ -36,6 +36,7 @@ from portal.models import OutboxDelivery, OutboxEvent, UploadFile, UploadPart, U
 from portal.services.cleanup_context import CleanupContext, StepResult, StepTally, cleanup_step
 from portal.services.reconcile import reconcile_storage
 from portal.services.retention import delete_expired_files, notify_expiring_files
+from portal.storage import keys
 
 log = structlog.get_logger(__name__)
 
@@ -191,31 +192,53 @@ def prune_old_failed_sessions(ctx: CleanupContext) -> StepResult:
 
 @cleanup_step
 def sweep_orphan_storage_objects(ctx: CleanupContext) -> StepResult:
-    """Delete temp objects older than the grace period that no part row references.
+    """Delete temp objects older than the grace period that the portal provably made and
+    no part row references: what a crash left between writing a part and recording it.
 
-    Storage-first: it finds what a crash left behind between writing an object and
-    recording its part. The adapter lists and deletes only under the temp prefix.
+    Proof of ownership is the key itself: exactly the shape ``temp_part_key`` writes.
+    Any other object under the temp prefix is foreign: counted, sampled, logged once
+    (``cleanup.foreign_objects``), never deleted. An object of a session that is
+    still active is never deleted, whatever its age: its part row may be about to
+    commit. One page of keys is held at a time.
     """
     storage = ctx.storage
     tally = StepTally(dry_run=ctx.dry_run)
     objects = storage.iter_temp_objects(older_than=ctx.now - ctx.grace)
     while page := list(islice(objects, ctx.batch_size)):
-        sizes = {obj.key: obj.size for obj in page}
+        own = {}  # key -> (session id, size)
+        for obj in page:
+            part = keys.parse_temp_part_key(obj.key, storage.temp_prefix)
+            if part is None:
+                tally.note_foreign(obj.key)
+            else:
+                own[obj.key] = (part.session_id, obj.size)
+        if not own:
+            continue
+        active = {
+            str(pk)
+            for pk in UploadSession.objects.active()
+            .filter(pk__any=list({session_id for session_id, _ in own.values()}))
+            .values_list("pk", flat=True)
+        }
         referenced = set(
-            UploadPart.objects.filter(temp_storage_key__in=list(sizes)).values_list(
+            UploadPart.objects.filter(temp_storage_key__in=list(own)).values_list(
                 "temp_storage_key", flat=True
             )
         )
-        orphans = [key for key in sizes if key not in referenced]
+        orphans = [
+            key
+            for key, (session_id, _) in own.items()
+            if session_id not in active and key not in referenced
+        ]
         if ctx.dry_run:
             tally.deleted += len(orphans)
-            tally.bytes_reclaimed += sum(sizes[key] for key in orphans)
+            tally.bytes_reclaimed += sum(own[key][1] for key in orphans)
             continue
         if not orphans:
             continue
         result = storage.delete_many(orphans)
         tally.deleted += len(result.deleted)
-        tally.bytes_reclaimed += sum(sizes[key] for key in result.deleted)
+        tally.bytes_reclaimed += sum(own[key][1] for key in result.deleted)
         if result.deleted:
             log.info(
                 "cleanup.item_deleted",
@@ -224,6 +247,14 @@ def sweep_orphan_storage_objects(ctx: CleanupContext) -> StepResult:
                 keys=list(result.deleted),
             )
         tally.note_failures("orphan_storage_objects", result.errors)
+    if tally.foreign:
+        log.warning(
+            "cleanup.foreign_objects",
+            step="orphan_storage_objects",
+            prefix=storage.temp_prefix,
+            count=tally.foreign,
+            sample=tally.foreign_sample,
+        )
     return tally.result()
 
 

@@ -120,16 +120,9 @@ class StepTally:
             self.foreign_sample.append(key)
 
     def result(self) -> StepResult:
-        return StepResult(
-            expired=self.expired,
-            deleted=self.deleted,
-            failed=self.failed,
-            foreign=self.foreign,
-            bytes_reclaimed=self.bytes_reclaimed,
-            dry_run=self.dry_run,
-            errors=tuple(self.errors),
-            foreign_sample=tuple(self.foreign_sample),
-        )
+        frozen = {**vars(self), "errors": tuple(self.errors)}
+        frozen["foreign_sample"] = tuple(self.foreign_sample)
+        return StepResult(**frozen)
 
 
 def cleanup_step(func):

@@ -7,7 +7,7 @@ the run and sends ``cleanup_finished``. Rendering is the callers' business
 """
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -52,19 +52,15 @@ class CleanupReport:
         return self.status in (CleanupRun.Status.SUCCESS, CleanupRun.Status.SKIPPED)
 
     def as_dict(self) -> dict:
-        return {
-            "run_id": self.run_id,
-            "trigger": self.trigger,
-            "status": self.status,
-            "ok": self.ok,
-            "dry_run": self.dry_run,
-            "skipped_reason": self.skipped_reason,
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat(),
-            "duration_ms": self.duration_ms,
-            "counts": self.counts,
-            "errors": list(self.errors),
-        }
+        """JSON-able: times as ISO 8601, plus ``ok``."""
+        data = asdict(self)
+        data.update(
+            ok=self.ok,
+            started_at=self.started_at.isoformat(),
+            finished_at=self.finished_at.isoformat(),
+            errors=list(self.errors),
+        )
+        return data
 
 
 def run_cleanup(

@@ -18,11 +18,13 @@ import re
 
 import structlog
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from portal.exceptions import (
     ChecksumMismatch,
     Conflict,
+    ObjectMissing,
     SessionGone,
     StorageError,
     UploadRejected,
@@ -74,7 +76,12 @@ def finalize_session(
     if session.status == UploadSession.Status.COMPLETE:
         return describe_session(session)
 
-    assembled = storage.assemble_final(session.file_id, session.file.original_filename, part_keys)
+    try:
+        assembled = storage.assemble_final(
+            session.file_id, session.file.original_filename, part_keys
+        )
+    except ObjectMissing as exc:
+        _forget_missing_part(session, exc, now=now)
     try:
         session = _commit(user, session, assembled, sha256=sha256, storage=storage, now=now)
     except SessionGone:
@@ -92,7 +99,7 @@ def _claim(*, user, session_id, sha256, now) -> tuple[UploadSession, list[str]]:
             return session, []
         ensure_accepts_writes(session, now=now)
         # Finalizing is activity: the TTL cannot run out while the file is assembled.
-        UploadSession.objects.filter(pk=session.pk).update(last_activity_at=now)
+        UploadSession.objects.filter(pk=session.pk).update(last_activity_at=now, updated_at=now)
         rows = list(
             UploadPart.objects.filter(session=session)
             .order_by("part_number")
@@ -106,6 +113,33 @@ def _claim(*, user, session_id, sha256, now) -> tuple[UploadSession, list[str]]:
             f"Parts {ranges} have not been received.", code="missing_parts", missing_parts=ranges
         )
     return session, [key for _, key in rows]
+
+
+def _forget_missing_part(session: UploadSession, missing: ObjectMissing, *, now):
+    """A part whose object is gone no longer counts: remove its row (and uncount it), so
+    the client re-sends it, and answer 409 ``missing_parts`` naming it."""
+    with transaction.atomic():
+        locked = UploadSession.objects.select_for_update().get(pk=session.pk)
+        part = UploadPart.objects.filter(session=locked, temp_storage_key=missing.key).first()
+        if part is None:
+            raise missing  # not one of this session's parts: nothing the client can repair
+        part.delete()
+        UploadSession.objects.filter(pk=locked.pk).update(
+            completed_parts=F("completed_parts") - 1,
+            bytes_received=F("bytes_received") - part.size_bytes,
+            updated_at=now,
+        )
+    log.warning(
+        "part.object_missing",
+        session_id=str(session.pk),
+        part_number=part.part_number,
+        storage_key=missing.key,
+    )
+    raise Conflict(
+        f"Part {part.part_number} is missing from storage; send it again, then finalize.",
+        code="missing_parts",
+        missing_parts=str(part.part_number),
+    )
 
 
 def _commit(user, session, assembled: StoredObject, *, sha256, storage, now) -> UploadSession:
@@ -172,7 +206,7 @@ def _store(session: UploadSession, assembled: StoredObject, *, user, storage, no
         ]
     )
     UploadSession.objects.filter(pk=session.pk).update(
-        status=UploadSession.Status.COMPLETE, finished_at=now
+        status=UploadSession.Status.COMPLETE, finished_at=now, updated_at=now
     )
     emit_event(
         event_type="file.stored",
@@ -189,9 +223,14 @@ def _store(session: UploadSession, assembled: StoredObject, *, user, storage, no
 
 def _fail_checksum(session: UploadSession, *, now) -> None:
     UploadSession.objects.filter(pk=session.pk).update(
-        status=UploadSession.Status.FAILED, failure_reason=CHECKSUM_MISMATCH, finished_at=now
+        status=UploadSession.Status.FAILED,
+        failure_reason=CHECKSUM_MISMATCH,
+        finished_at=now,
+        updated_at=now,
     )
-    UploadFile.objects.filter(pk=session.file_id).update(status=UploadFile.Status.FAILED)
+    UploadFile.objects.filter(pk=session.file_id).update(
+        status=UploadFile.Status.FAILED, updated_at=now
+    )
 
 
 def _check_client_sha256(upload_file: UploadFile, sha256: str | None) -> None:

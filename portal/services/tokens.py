@@ -74,7 +74,7 @@ def revoke_api_token(*, api_token: ApiToken, now=None) -> bool:
     """Revoke ``api_token``; False when it was already revoked."""
     now = now or timezone.now()
     revoked = ApiToken.objects.filter(pk=api_token.pk, revoked_at__isnull=True).update(
-        revoked_at=now
+        revoked_at=now, updated_at=now
     )
     if revoked:
         log.info("token.revoked", token_id=str(api_token.pk))

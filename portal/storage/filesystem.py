@@ -9,7 +9,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from portal.exceptions import InvalidStorageKey, ObjectMissing, PartTooLarge, StorageUnavailable
+from portal.exceptions import (
+    InvalidStorageKey,
+    ObjectMissing,
+    PartTooLarge,
+    StorageError,
+    StorageUnavailable,
+)
 from portal.storage import keys
 from portal.storage.base import COPY_BUFFER_SIZE, LIST_PAGE_SIZE, DeleteResult, StoredObject
 
@@ -79,7 +85,7 @@ class FilesystemStorage:
         except OSError as exc:
             _discard(partial)
             raise StorageUnavailable(f"cannot assemble {key}: {exc.strerror}") from exc
-        except ObjectMissing:
+        except StorageError:  # a part missing, or a key outside the prefixes
             _discard(partial)
             raise
         return StoredObject(key=key, size=size, sha256=digest.hexdigest())

@@ -2,6 +2,7 @@
 
 import re
 import uuid
+from typing import NamedTuple
 
 from django.core.exceptions import SuspiciousFileOperation
 from django.utils.text import get_valid_filename
@@ -27,6 +28,33 @@ def temp_part_key(temp_prefix: str, session_id, part_number: int) -> str:
     """
     session = str(session_id)
     return f"{temp_prefix}{session[-2:]}/{session}-{int(part_number):06d}-{uuid.uuid4().hex}.part"
+
+
+# What follows the temp prefix in every key temp_part_key writes, and nothing else:
+# "<shard>/<session id>-<part number>-<32 hex>.part", lowercase, the shard being the
+# session id's last two digits, the part number at least 1. Cleanup's storage sweep
+# deletes only keys of this shape.
+TEMP_PART_NAME = re.compile(
+    r"(?P<shard>[0-9a-f]{2})/"
+    r"(?P<session>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{10}(?P=shard))"
+    r"-(?!000000)(?P<part>[0-9]{6})-[0-9a-f]{32}\.part"
+)
+
+
+class TempPartKey(NamedTuple):
+    session_id: str  # as written in the key: a lowercase UUID
+    part_number: int
+
+
+def parse_temp_part_key(key: str, temp_prefix: str) -> TempPartKey | None:
+    """The session and part a key names if it has exactly the shape ``temp_part_key``
+    writes under ``temp_prefix``; ``None`` for any other key (not the portal's).
+
+    One compiled match and no object but the result: the sweep parses every key
+    under the prefix.
+    """
+    match = TEMP_PART_NAME.fullmatch(key, len(temp_prefix)) if key.startswith(temp_prefix) else None
+    return TempPartKey(match["session"], int(match["part"])) if match else None
 
 
 def final_key(final_prefix: str, file_id, filename: str) -> str:

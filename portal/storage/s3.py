@@ -204,9 +204,11 @@ class S3Storage:
     def _copy_multipart(self, part_keys: list[str], key: str) -> bool:
         """Compose ``key`` from ``part_keys``; False if S3 finds a part too small to copy."""
         upload_id = self._start_multipart(key)
+        source = None  # the part being copied, named if S3 finds it missing
         try:
             etags = []
             for number, part_key in enumerate(part_keys, start=1):
+                source = part_key
                 response = self.client.upload_part_copy(
                     Bucket=self.bucket,
                     Key=key,
@@ -215,13 +217,14 @@ class S3Storage:
                     CopySource={"Bucket": self.bucket, "Key": part_key},
                 )
                 etags.append(response["CopyPartResult"]["ETag"])
+            source = None
             self._complete_multipart(key, upload_id, etags)
         except S3_ERRORS as exc:
             self._abort_multipart(key, upload_id)
             if _error_code(exc) == "EntityTooSmall":
                 return False
             if _is_missing(exc):
-                raise ObjectMissing(f"a part of {key} is missing") from exc
+                raise ObjectMissing(source or key) from exc
             raise StorageUnavailable(f"cannot assemble {key}: {_reason(exc)}") from exc
         return True
 
@@ -278,9 +281,9 @@ class S3Storage:
 
     def iter_temp_objects(self, *, older_than: datetime) -> Iterator[StoredObject]:
         for page in self._pages(self.temp_prefix, base.LIST_PAGE_SIZE):
-            yield from (
-                o for o in page if o.last_modified < older_than and self._is_temp_key(o.key)
-            )
+            # Every key under the prefix, whatever its shape: the caller decides
+            # which are the portal's (cleanup counts the others as foreign).
+            yield from (obj for obj in page if obj.last_modified < older_than)
 
     def iter_final_pages(self, *, page_size=base.LIST_PAGE_SIZE) -> Iterator[list[StoredObject]]:
         return self._pages(self.final_prefix, page_size)
@@ -295,15 +298,6 @@ class S3Storage:
                     yield [StoredObject(i["Key"], i["Size"], "", i["LastModified"]) for i in items]
         except S3_ERRORS as exc:
             raise StorageUnavailable(f"cannot list {prefix}: {_reason(exc)}") from exc
-
-    def _is_temp_key(self, key: str) -> bool:
-        # A key this adapter would refuse to delete (a "folder" marker, "tmp/../x")
-        # is not one it wrote.
-        try:
-            keys.validate_key(key, self.temp_prefix)
-        except InvalidStorageKey:
-            return False
-        return True
 
     # -- deleting -------------------------------------------------------------
 

@@ -67,9 +67,7 @@ def api_view(*methods, authenticated=True):
                 return error_response(exc.status, exc.code, exc.message, **exc.details)
             except StorageError as exc:
                 log.error("storage.failed", error=str(exc), path=request.path)
-                return error_response(
-                    503, "storage_unavailable", "Storage is unavailable; retry later."
-                )
+                return error_response(exc.status, exc.code, exc.public_message)
 
         wrapper.allowed_methods = methods
         return wrapper

@@ -138,7 +138,7 @@ def health(client):
     return response.status_code, response.json()
 
 
-def test_health_is_503_before_any_run(client):
+def test_health_is_503_before_any_run_when_no_schedule_says_the_deploy_is_fresh(client):
     status, body = health(client)
 
     assert status == 503
@@ -186,3 +186,63 @@ def test_health_shows_the_next_run_from_the_beat_schedule(client, fs_storage):
     _, body = health(client)
 
     assert body["next_run_at"] == (last_run_at + timedelta(minutes=10)).isoformat()
+
+
+def test_health_counts_only_live_runs_a_forced_dry_run_turns_it_503(client, fs_storage, settings):
+    settings.PORTAL_CLEANUP_INTERVAL_MINUTES = 10
+    now = timezone.now()
+    run_cleanup(trigger="beat", now=now - timedelta(minutes=31))  # the last live success
+    CleanupControl.objects.update_or_create(pk=1, defaults={"force_dry_run": True})
+    dry = run_cleanup(trigger="beat", now=now - timedelta(minutes=1))
+    assert (dry.status, dry.dry_run) == ("success", True)
+
+    status, body = health(client)
+
+    assert status == 503
+    assert (body["healthy"], body["dry_run_forced"], body["paused"]) == (False, True, False)
+    assert body["last_run"]["dry_run"] is True
+
+
+def test_health_shows_a_forced_dry_run_by_setting(client, fs_storage, settings):
+    settings.PORTAL_CLEANUP_DRY_RUN = True
+
+    assert health(client)[1]["dry_run_forced"] is True
+
+
+def cleanup_schedule(created_ago):
+    task = PeriodicTask.objects.create(
+        name="portal-cleanup",
+        task="portal.tasks.portal_cleanup_task",
+        interval=IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES),
+    )
+    # date_changed is auto_now; a schedule that never ran was last changed at creation.
+    PeriodicTask.objects.filter(pk=task.pk).update(date_changed=timezone.now() - created_ago)
+    return task
+
+
+def test_a_fresh_deploy_is_healthy_until_three_intervals_after_its_schedule(
+    client, fs_storage, settings
+):
+    settings.PORTAL_CLEANUP_INTERVAL_MINUTES = 10
+    cleanup_schedule(created_ago=timedelta(minutes=29))
+
+    assert health(client)[0] == 200
+    # Dry runs alone do not end the fresh-deploy allowance early, nor extend it.
+    run_cleanup(trigger="beat", dry_run=True)
+    assert health(client)[0] == 200
+    PeriodicTask.objects.update(date_changed=timezone.now() - timedelta(minutes=31))
+    assert health(client)[0] == 503
+
+
+def test_a_schedule_beat_keeps_sending_does_not_stay_fresh_forever(client, fs_storage, settings):
+    # Beat saves the row at every send, so date_changed is always recent: the schedule's
+    # age must come from its sends, or dry runs alone would look healthy for ever.
+    settings.PORTAL_CLEANUP_INTERVAL_MINUTES = 10
+    now = timezone.now()
+    task = cleanup_schedule(created_ago=timedelta(0))
+    PeriodicTask.objects.filter(pk=task.pk).update(
+        last_run_at=now - timedelta(minutes=1), total_run_count=4, date_changed=now
+    )
+    run_cleanup(trigger="beat", dry_run=True)
+
+    assert health(client)[0] == 503

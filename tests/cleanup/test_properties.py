@@ -11,7 +11,7 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from portal.models import UploadFile, UploadSession
+from portal.models import UploadFile, UploadSession, new_id
 from portal.services.cleanup import run_cleanup
 from portal.storage import get_storage
 from tests.cleanup.helpers import GRACE, TTL, temp_keys
@@ -63,8 +63,9 @@ def test_cleanup_never_removes_live_objects_and_leaves_nothing_done_behind(specs
             keys = set(session.parts.values_list("temp_storage_key", flat=True))
             done = session.is_terminal and spec["age"] > GRACE
             (must_go if done else must_stay).update(keys)
+        crashed = new_id()  # a session whose row is gone (never committed, or pruned)
         for number, age in enumerate(orphans, start=1):
-            key = storage.write_temp_part("crashed", number, io.BytesIO(b"x"), max_bytes=1).key
+            key = storage.write_temp_part(crashed, number, io.BytesIO(b"x"), max_bytes=1).key
             written = (now - age).timestamp()
             os.utime(storage.root / key, (written, written))
             (must_go if age > GRACE else must_stay).add(key)

@@ -44,7 +44,7 @@ def build_backlog(storage, now):
         status=Status.FAILED, parts=1, storage=storage, finished_at=now - timedelta(days=40)
     )
     make_session(status=Status.IN_PROGRESS, parts=2, storage=storage, last_activity_at=now)
-    storage.write_temp_part("crashed-session", 1, io.BytesIO(b"x"), max_bytes=1)
+    storage.write_temp_part(new_id(), 1, io.BytesIO(b"x"), max_bytes=1)
     OutboxEvent.objects.create(
         event_type="file.stored",
         payload={},

@@ -10,7 +10,14 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
-from portal.models import OutboxDelivery, OutboxEvent, UploadFile, UploadPart, UploadSession
+from portal.models import (
+    OutboxDelivery,
+    OutboxEvent,
+    UploadFile,
+    UploadPart,
+    UploadSession,
+    new_id,
+)
 from portal.services.cleanup import (
     cleanup_orphan_temp_parts,
     cleanup_stale_sessions,
@@ -300,24 +307,26 @@ def outside_keys_present(storage, keys) -> bool:
 def test_sweep_deletes_only_unreferenced_temp_objects_older_than_grace(storage):
     live = make_session(status=Status.IN_PROGRESS, parts=2, storage=storage)
     referenced = set(live.parts.values_list("temp_storage_key", flat=True))
-    orphans = {write_orphan(storage, live.pk, 3), write_orphan(storage, "gone-session", 1)}
+    # Part 3 of the live session is written but its row not yet committed: kept.
+    in_flight = write_orphan(storage, live.pk, 3)
+    orphans = {write_orphan(storage, new_id(), 1), write_orphan(storage, new_id(), 2)}
     outside = plant_outside_temp(storage)
     written = timezone.now()
 
     # Younger than the grace period: nothing goes.
     young = sweep_orphan_storage_objects(now=written + GRACE - timedelta(minutes=1))
     assert young == StepResult()
-    assert temp_keys(storage) == referenced | orphans
+    assert temp_keys(storage) == referenced | orphans | {in_flight}
 
     result = sweep_orphan_storage_objects(now=written + GRACE + timedelta(minutes=1), batch_size=2)
 
     assert result == StepResult(deleted=2, bytes_reclaimed=2 * len(b"orphan"))
-    assert temp_keys(storage) == referenced
+    assert temp_keys(storage) == referenced | {in_flight}
     assert outside_keys_present(storage, outside)
 
 
 def test_sweep_dry_run_counts_and_deletes_nothing(storage):
-    orphan = write_orphan(storage, "gone-session")
+    orphan = write_orphan(storage, new_id())
     later = timezone.now() + 2 * GRACE
 
     assert sweep_orphan_storage_objects(now=later, dry_run=True) == StepResult(
@@ -327,7 +336,7 @@ def test_sweep_dry_run_counts_and_deletes_nothing(storage):
 
 
 def test_sweep_counts_and_logs_objects_storage_refuses(fs_storage, log_events):
-    orphan = write_orphan(fs_storage, "gone-session")
+    orphan = write_orphan(fs_storage, new_id())
     flaky = RefusingStorage(fs_storage, lambda key: True)
 
     result = sweep_orphan_storage_objects(now=timezone.now() + 2 * GRACE, storage=flaky)

@@ -14,7 +14,7 @@ from botocore.config import Config
 from django.test import override_settings
 
 from portal.exceptions import InvalidStorageKey, ObjectMissing, PartTooLarge, StorageUnavailable
-from portal.storage import StorageAdapter
+from portal.storage import StorageAdapter, keys
 from portal.storage.filesystem import FilesystemStorage
 from portal.storage.s3 import S3Storage
 
@@ -466,3 +466,36 @@ def test_s3_check_gives_up_on_a_server_that_never_answers(s3_settings, silent_en
 
     with pytest.raises(StorageUnavailable):
         storage.check()
+
+
+# -- ownership: what the adapter writes, and what it lists ----------------------------
+
+
+def test_every_part_key_written_is_of_the_shape_cleanup_proves_ownership_by(storage):
+    session_id = uuid.uuid4()
+
+    keys_written = [
+        write(storage, b"x", part_number=number, session_id=session_id).key
+        for number in (1, 42, 10_000)
+    ]
+
+    parsed = [keys.parse_temp_part_key(key, storage.temp_prefix) for key in keys_written]
+    assert parsed == [(str(session_id), 1), (str(session_id), 42), (str(session_id), 10_000)]
+
+
+def test_listing_yields_foreign_objects_under_the_temp_prefix_too(storage):
+    # The adapter lists every object under the prefix; deciding which are the portal's
+    # (and counting the rest as foreign) is cleanup's job, so none is hidden from it.
+    own = write(storage, b"x").key
+    foreign = ["tmp/notmine.png", "tmp/ab/backup.tar"]
+    for key in foreign:
+        if storage.backend == "filesystem":
+            (storage.root / key).parent.mkdir(parents=True, exist_ok=True)
+            (storage.root / key).write_bytes(b"y")
+        else:
+            storage.client.put_object(Bucket=storage.bucket, Key=key, Body=b"y")
+
+    listed = set(temp_keys(storage))
+
+    assert listed == {own, *foreign}
+    assert [k for k in listed if keys.parse_temp_part_key(k, storage.temp_prefix)] == [own]

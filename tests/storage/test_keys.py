@@ -1,9 +1,11 @@
 """validate_key: which keys an adapter accepts, whatever their origin."""
 
+import uuid
+
 import pytest
 
 from portal.exceptions import InvalidStorageKey
-from portal.storage.keys import validate_key
+from portal.storage.keys import TempPartKey, parse_temp_part_key, temp_part_key, validate_key
 
 PREFIXES = ("tmp/", "files/")
 
@@ -52,3 +54,42 @@ def test_unclean_keys_and_keys_outside_the_prefixes_are_refused(key):
 def test_a_key_outside_the_prefixes_names_them():
     with pytest.raises(InvalidStorageKey, match="outside tmp/, files/"):
         validate_key("other/a", *PREFIXES)
+
+
+# -- parse_temp_part_key: the shape cleanup's storage sweep proves ownership by ------
+
+SESSION = "0190a8f2-7c1e-7b3a-9d4e-5f6a7b8c9d0e"
+GOOD = f"tmp/0e/{SESSION}-000003-{'ab' * 16}.part"
+
+
+def test_a_key_temp_part_key_writes_parses_back_to_its_session_and_part():
+    key = temp_part_key("tmp/", uuid.UUID(SESSION), 3)
+
+    assert parse_temp_part_key(key, "tmp/") == TempPartKey(SESSION, 3)
+    assert parse_temp_part_key(GOOD, "tmp/") == TempPartKey(SESSION, 3)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "tmp/notmine.png",
+        "tmp/ab/backup.tar",
+        GOOD.upper(),
+        GOOD.replace("tmp/0e/", "tmp/0f/"),  # shard is not the session's
+        GOOD + ".bak",
+        GOOD.replace(".part", ""),
+        GOOD.replace("-000003-", "-000000-"),  # part 0 does not exist
+        GOOD.replace("-000003-", "-00003-"),
+        GOOD.replace("ab.part", "a.part"),  # 31 hex digits
+        GOOD.replace("ab.part", "abc.part"),  # 33
+        GOOD.replace("tmp/0e/", "tmp/0e/x/"),
+        GOOD.replace("tmp/0e/", "tmp/"),
+        GOOD.replace("tmp/", "files/"),  # another prefix
+        GOOD.replace("tmp/", "tmp/tmp/"),
+        f"tmp/{SESSION}/000003-{'ab' * 16}.part",  # an older layout
+        GOOD.replace(SESSION, SESSION.replace("-", "")[:32] + "0e"),  # no dashes
+        GOOD + "\n",
+    ],
+)
+def test_every_other_key_is_not_the_portals(key):
+    assert parse_temp_part_key(key, "tmp/") is None
