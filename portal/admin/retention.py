@@ -110,20 +110,6 @@ class LegalHoldActionsMixin:
 
     action_form = LegalHoldActionForm
     actions = ["place_legal_hold", "release_legal_hold"]
-    # Owned by the retention services: changed only through them (and so audited).
-    retention_fields = (
-        "retention_policy",
-        "expires_at",
-        "legal_hold",
-        "legal_hold_reason",
-        "legal_hold_by",
-        "legal_hold_at",
-        "expiring_notified_at",
-        "deleted_at",
-    )
-
-    def get_readonly_fields(self, request, obj=None):
-        return (*super().get_readonly_fields(request, obj), *self.retention_fields)
 
     def has_manage_legal_hold_permission(self, request):
         return request.user.has_perm("portal.manage_legal_hold")
