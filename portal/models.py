@@ -81,6 +81,8 @@ class UploadFile(TimestampedModel):
     # Set while a run deletes the file's object, so overlapping runs and a new legal
     # hold leave it alone; a claim past this time (its run died) may be taken again.
     retention_claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # Set by reconcile_storage when its walk saw the final object (SPEC §11).
+    storage_seen_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = UploadFileQuerySet.as_manager()
 
@@ -105,6 +107,20 @@ class UploadFile(TimestampedModel):
                 condition=Q(status="stored"),
                 name="portal_file_policy_idx",
             ),
+            # Compliance (SPEC §11): overdue files and the next expiry, per class.
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(status="stored", legal_hold=False),
+                name="portal_file_overdue_idx",
+            ),
+            # Files on hold, per class.
+            models.Index(
+                fields=["retention_policy"],
+                condition=Q(status="stored", legal_hold=True),
+                name="portal_file_hold_idx",
+            ),
+            # The monthly report: files stored in a period.
+            models.Index(fields=["stored_at"], name="portal_file_stored_at_idx"),
         ]
         permissions = [("manage_legal_hold", "Can place and release legal holds")]
 

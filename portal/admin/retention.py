@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.template.defaultfilters import pluralize
 
+from portal.admin.compliance import RetentionReportMixin
 from portal.exceptions import RetentionRefused
 from portal.models import FileDeletion, RetentionChange, RetentionPolicy
 from portal.services.legal_hold import release_legal_hold, set_legal_hold
@@ -76,7 +77,7 @@ class RetentionChangeAdmin(admin.ModelAdmin):
 
 
 @admin.register(FileDeletion)
-class FileDeletionAdmin(admin.ModelAdmin):
+class FileDeletionAdmin(RetentionReportMixin, admin.ModelAdmin):
     list_display = (
         "deleted_at",
         "original_filename",

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from portal import conf, schedule
 from portal.models import CleanupControl, CleanupRun
+from portal.selectors.compliance import retention_health
 
 # /health/cleanup fails when no run succeeded within this many intervals.
 HEALTHY_WITHIN_INTERVALS = 3
@@ -26,6 +27,7 @@ class CleanupHealth:
     paused: bool
     dry_run_forced: bool
     interval_minutes: float
+    retention: dict  # SPEC §11: {overdue_files, on_hold, next_expiry_at}
 
     def as_dict(self) -> dict:
         return {
@@ -41,6 +43,7 @@ class CleanupHealth:
             "paused": self.paused,
             "dry_run_forced": self.dry_run_forced,
             "interval_minutes": self.interval_minutes,
+            "retention": self.retention,
         }
 
 
@@ -80,6 +83,7 @@ def cleanup_health(*, now=None) -> CleanupHealth:
         paused=control.paused or not conf.cleanup_enabled(),
         dry_run_forced=control.force_dry_run or conf.cleanup_dry_run(),
         interval_minutes=interval.total_seconds() / 60,
+        retention=retention_health(now=now),
     )
 
 

@@ -34,6 +34,7 @@ from portal.db import claim_batch, committed_asynchronously, lock_batch
 from portal.logs import get_logger
 from portal.models import OutboxDelivery, OutboxEvent, UploadFile, UploadPart, UploadSession
 from portal.services.cleanup_context import CleanupContext, StepResult, StepTally, cleanup_step
+from portal.services.reconcile import reconcile_storage
 from portal.services.retention import delete_expired_files, notify_expiring_files
 from portal.storage import keys
 
@@ -304,11 +305,14 @@ STEPS = {
     "expiring_files": notify_expiring_files,
     "expired_files": delete_expired_files,
     "orphan_storage_objects": sweep_orphan_storage_objects,
+    # Final objects against file rows (SPEC §11), in their own module.
+    "reconcile_storage": reconcile_storage,
     "outbox": prune_outbox,
 }
 # Steps of the deep cycle (PORTAL_CLEANUP_DEEP_INTERVAL_MINUTES); the others are light.
-DEEP_STEPS = frozenset({"orphan_storage_objects"})
-CYCLES = ("all", "light", "deep")
+DEEP_STEPS = frozenset({"orphan_storage_objects", "reconcile_storage"})
+# "reconcile": reconciliation alone (manage.py reconcile_storage).
+CYCLES = ("all", "light", "deep", "reconcile")
 
 
 def steps_for(cycle: str = "all") -> dict:
@@ -316,6 +320,8 @@ def steps_for(cycle: str = "all") -> dict:
     storage sweep, every deep interval) or ``all`` (the command)."""
     if cycle not in CYCLES:
         raise ValueError(f"cycle must be one of {', '.join(CYCLES)}, not {cycle!r}")
+    if cycle == "reconcile":
+        return {"reconcile_storage": reconcile_storage}
     return {
         name: step
         for name, step in STEPS.items()

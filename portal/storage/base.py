@@ -14,6 +14,8 @@ from typing import BinaryIO, Protocol, runtime_checkable
 COPY_BUFFER_SIZE = 1024 * 1024
 # S3 DeleteObjects takes at most 1,000 keys per call; the filesystem follows suit.
 DELETE_BATCH_SIZE = 1000
+# Listings come in pages of at most this many objects (S3's own maximum).
+LIST_PAGE_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,10 @@ class StorageAdapter(Protocol):
 
     def iter_temp_objects(self, *, older_than: datetime) -> Iterator[StoredObject]:
         """Yield temp objects last modified before ``older_than``, page by page."""
+
+    def iter_final_pages(self, *, page_size: int = LIST_PAGE_SIZE) -> Iterator[list[StoredObject]]:
+        """Yield every object under the final prefix (whatever its shape), one page of at
+        most ``page_size`` at a time, in no promised order; memory stays one page."""
 
     def assemble_final(self, file_id, filename: str, part_keys: list[str]) -> StoredObject:
         """Concatenate temp parts, in the given order, into the final object (with SHA-256)."""

@@ -17,7 +17,7 @@ from portal.exceptions import (
     StorageUnavailable,
 )
 from portal.storage import keys
-from portal.storage.base import COPY_BUFFER_SIZE, DeleteResult, StoredObject
+from portal.storage.base import COPY_BUFFER_SIZE, LIST_PAGE_SIZE, DeleteResult, StoredObject
 
 
 class FilesystemStorage:
@@ -34,9 +34,6 @@ class FilesystemStorage:
     def _path(self, key: str, *prefixes: str) -> Path:
         keys.validate_key(key, *(prefixes or (self.temp_prefix, self.final_prefix)))
         return self.root / key
-
-    def _key(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
 
     # -- writing ------------------------------------------------------------
 
@@ -106,31 +103,51 @@ class FilesystemStorage:
 
     def iter_temp_objects(self, *, older_than: datetime) -> Iterator[StoredObject]:
         cutoff = older_than.timestamp()
-        # os.scandir is lazy: memory stays flat however many parts there are.
-        stack = [self.root / self.temp_prefix]
-        while stack:
-            directory = stack.pop()
-            try:
-                entries = os.scandir(directory)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise StorageUnavailable(f"cannot list {directory}: {exc.strerror}") from exc
-            with entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(Path(entry.path))
-                        continue
-                    try:
-                        stat = entry.stat(follow_symlinks=False)
-                    except FileNotFoundError:
-                        continue  # deleted since the folder was read, e.g. by another run
-                    if stat.st_mtime < cutoff:
-                        yield StoredObject(
-                            key=self._key(Path(entry.path)),
-                            size=stat.st_size,
-                            last_modified=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
-                        )
+        for path, stat in self._scan(self.temp_prefix):
+            if stat.st_mtime < cutoff:
+                yield self._object(path, stat)
+
+    def iter_final_pages(self, *, page_size=LIST_PAGE_SIZE) -> Iterator[list[StoredObject]]:
+        page = []
+        for path, stat in self._scan(self.final_prefix):
+            page.append(self._object(path, stat))
+            if len(page) == page_size:
+                yield page
+                page = []
+        if page:
+            yield page
+
+    def _scan(self, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
+        """Every file under ``prefix`` with its stat, depth first."""
+        return self._scan_folder(os.path.join(self.root, prefix))
+
+    def _scan_folder(self, directory: str) -> Iterator[tuple[str, os.stat_result]]:
+        # os.scandir is lazy and subfolders are entered as they come, not collected:
+        # memory is one open folder per level however many files and folders there are.
+        try:
+            entries = os.scandir(directory)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StorageUnavailable(f"cannot list {directory}: {exc.strerror}") from exc
+        with entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    yield from self._scan_folder(entry.path)
+                    continue
+                try:
+                    stat = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # deleted since the folder was read, e.g. by another run
+                yield entry.path, stat
+
+    def _object(self, path: str, stat: os.stat_result) -> StoredObject:
+        # String slicing, not Path.relative_to: listings run once per object.
+        return StoredObject(
+            key=path[len(str(self.root)) + 1 :].replace(os.sep, "/"),
+            size=stat.st_size,
+            last_modified=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
+        )
 
     # -- deleting -----------------------------------------------------------
 

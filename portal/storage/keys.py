@@ -69,11 +69,15 @@ def final_key(final_prefix: str, file_id, filename: str) -> str:
     The name is only the storage name; the original filename is kept, unshortened,
     on the file's row (``UploadFile.original_filename``).
     """
+    return f"{final_prefix}{file_id}/{_final_name(filename)}"
+
+
+def _final_name(filename: str) -> str:
     try:
         name = get_valid_filename(filename)
     except SuspiciousFileOperation:  # nothing usable left, e.g. "." or "..."
         name = "file"
-    return f"{final_prefix}{file_id}/{_fit_bytes(name, MAX_NAME_BYTES)}"
+    return _fit_bytes(name, MAX_NAME_BYTES)
 
 
 def _fit_bytes(name: str, limit: int) -> str:
@@ -87,6 +91,25 @@ def _fit_bytes(name: str, limit: int) -> str:
     # Cut on a character boundary: a partial UTF-8 sequence at the end is dropped.
     stem = stem.encode()[: limit - len(suffix.encode())].decode("utf-8", "ignore")
     return stem + suffix
+
+
+# ``final_key``'s shape after the prefix: a canonical file id, one name segment.
+FINAL_KEY = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/([^/]+)")
+
+
+def final_key_file_id(final_prefix: str, key: str) -> uuid.UUID | None:
+    """The file id of a key of exactly the shape ``final_key`` writes, else ``None``.
+
+    The name must be one ``final_key`` could have produced (already a valid filename
+    of at most 255 bytes): reconciliation treats anything else under the final prefix
+    as foreign.
+    """
+    if not key.startswith(final_prefix):
+        return None
+    match = FINAL_KEY.fullmatch(key, len(final_prefix))
+    if not match or _final_name(match[2]) != match[2]:
+        return None
+    return uuid.UUID(match[1])
 
 
 # Slash-separated, non-empty segments, none of them "." or "..", no backslash or NUL:

@@ -36,7 +36,7 @@ from portal.exceptions import (
     StorageUnavailable,
 )
 from portal.logs import get_logger
-from portal.storage import keys
+from portal.storage import base, keys
 from portal.storage.base import COPY_BUFFER_SIZE, DELETE_BATCH_SIZE, DeleteResult, StoredObject
 
 log = get_logger(__name__)
@@ -285,20 +285,24 @@ class S3Storage:
         return _ObjectReader(key, response["Body"])
 
     def iter_temp_objects(self, *, older_than: datetime) -> Iterator[StoredObject]:
+        for page in self._pages(self.temp_prefix, base.LIST_PAGE_SIZE):
+            # Every key under the prefix, whatever its shape: the caller decides
+            # which are the portal's (cleanup counts the others as foreign).
+            yield from (obj for obj in page if obj.last_modified < older_than)
+
+    def iter_final_pages(self, *, page_size=base.LIST_PAGE_SIZE) -> Iterator[list[StoredObject]]:
+        return self._pages(self.final_prefix, page_size)
+
+    def _pages(self, prefix: str, page_size: int) -> Iterator[list[StoredObject]]:
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.temp_prefix, PaginationConfig={"PageSize": 1000}
+                Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}
             )
             for page in pages:
-                for item in page.get("Contents", ()):
-                    # Every key under the prefix, whatever its shape: the caller decides
-                    # which are the portal's (cleanup counts the others as foreign).
-                    if item["LastModified"] < older_than:
-                        yield StoredObject(
-                            key=item["Key"], size=item["Size"], last_modified=item["LastModified"]
-                        )
+                if items := page.get("Contents"):
+                    yield [StoredObject(i["Key"], i["Size"], "", i["LastModified"]) for i in items]
         except S3_ERRORS as exc:
-            raise StorageUnavailable(f"cannot list {self.temp_prefix}: {_reason(exc)}") from exc
+            raise StorageUnavailable(f"cannot list {prefix}: {_reason(exc)}") from exc
 
     # -- deleting -------------------------------------------------------------
 

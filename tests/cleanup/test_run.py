@@ -25,6 +25,7 @@ from portal.models import (
 )
 from portal.services.cleanup import STEPS, run_cleanup
 from portal.services.cleanup_context import MAX_RECORDED_ERRORS, StepResult
+from portal.services.reconcile import ReconcileResult
 from portal.tasks import portal_cleanup_task
 from tests.cleanup.helpers import GRACE, TTL, RefusingStorage, temp_keys
 from tests.factories import make_session
@@ -86,6 +87,12 @@ EXPECTED_COUNTS = {
     "expiring_files": counts(),  # retention (SPEC §10): tests/retention
     "expired_files": counts(),
     "orphan_storage_objects": counts(deleted=1, bytes_reclaimed=1),
+    # Reconciliation (SPEC §11): tests/compliance. No final objects here.
+    "reconcile_storage": {
+        **counts(),
+        **dict.fromkeys(ReconcileResult.OWN_COUNTS, 0),
+        **{name: [] for name in ReconcileResult.SAMPLES},
+    },
     "outbox": counts(deleted=1),
     "total": counts(expired=1, deleted=7, bytes_reclaimed=4 * PART_BYTES + 1),
 }

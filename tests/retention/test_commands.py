@@ -115,13 +115,14 @@ def test_the_light_cycle_skips_the_storage_sweep_and_the_deep_cycle_runs_only_it
 
     assert "orphan_storage_objects" not in light.counts
     assert {"expiring_files", "expired_files", "stale_sessions"} <= set(light.counts)
-    assert set(deep.counts) - {"total"} == {"orphan_storage_objects"}
+    assert set(deep.counts) - {"total"} == {"orphan_storage_objects", "reconcile_storage"}
     assert set(everything.counts) == set(light.counts) | set(deep.counts)
 
 
 def test_the_tasks_run_their_cycles(fs_storage):
     assert "orphan_storage_objects" not in portal_cleanup_task()["counts"]
-    assert set(portal_cleanup_deep_task()["counts"]) == {"orphan_storage_objects", "total"}
+    deep = {"orphan_storage_objects", "reconcile_storage", "total"}
+    assert set(portal_cleanup_deep_task()["counts"]) == deep
 
 
 def test_beat_schedules_the_deep_cycle_from_its_setting():
