@@ -1,8 +1,4 @@
-"""The portal's domain model (SPEC §3).
-
-Models hold state and QuerySet filters only; every action lives in
-``portal.services``.
-"""
+"""The portal's domain model (SPEC §3): state and QuerySet filters; actions live in services."""
 
 import uuid_utils.compat as uuid_compat
 from django.conf import settings
@@ -447,30 +443,6 @@ class CleanupControl(models.Model):
         return cls.objects.get_or_create(pk=1)[0]
 
 
-class TusUpload(TimestampedModel):
-    """The tus state of an ``UploadSession`` created over ``/uploads/tus/`` (SPEC §13).
-
-    Bytes of a PATCH go into the session's ``UploadPart`` rows, one per chunk; the
-    bytes past the last whole chunk are the *tail*: one temp object, written with a
-    temp-part key of part ``tail_part_number``, so the offset a client resumes from
-    is ``bytes_received + tail_size`` and survives a crash of either side. A tail is
-    current only while its part has not been counted (``tail_part_number`` is the
-    next part); a stale pointer is ignored and its object deleted.
-    """
-
-    session = models.OneToOneField(UploadSession, on_delete=models.CASCADE, related_name="tus")
-    # Raw Upload-Metadata header, echoed by HEAD as tus requires.
-    metadata = models.TextField(blank=True)
-    is_partial = models.BooleanField(default=False)
-    is_final = models.BooleanField(default=False)
-    tail_key = models.CharField(max_length=1024, blank=True)
-    tail_size = models.BigIntegerField(default=0)
-    tail_part_number = models.PositiveIntegerField(default=0)
-
-    def __str__(self):
-        return f"tus upload of {self.session_id}"
-
-
-# -- retention of stored files (SPEC §10): its own module, registered here -------------
-
+# Models in modules of their own (retention SPEC §10, tus SPEC §13), registered here.
 from portal.retention_models import FileDeletion, RetentionChange, RetentionPolicy  # noqa: E402, F401
+from portal.tus_models import TusUpload  # noqa: E402, F401
