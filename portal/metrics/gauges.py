@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from portal import schedule
 from portal.logs import get_logger
 from portal.models import CleanupRun, OutboxDelivery
+from portal.selectors.compliance import overdue_files
 
 log = get_logger(__name__)
 
@@ -101,7 +102,19 @@ def cleanup_gauges(now) -> Iterator[GaugeMetricFamily]:
     )
 
 
-SOURCES: tuple[Callable[..., Iterator[GaugeMetricFamily]], ...] = (outbox_gauges, cleanup_gauges)
+def retention_gauges(now) -> Iterator[GaugeMetricFamily]:
+    yield GaugeMetricFamily(
+        "portal_retention_overdue_files",
+        "Stored files past expiry, notice and three cleanup intervals, not on hold (SPEC §11).",
+        value=overdue_files(now=now).count(),
+    )
+
+
+SOURCES: tuple[Callable[..., Iterator[GaugeMetricFamily]], ...] = (
+    outbox_gauges,
+    cleanup_gauges,
+    retention_gauges,
+)
 
 
 class DatabaseGauges(Collector):

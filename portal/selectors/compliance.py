@@ -17,7 +17,7 @@ from functools import reduce
 from django.db.models import Count, Min, Q, Sum
 from django.utils import timezone
 
-from portal import conf
+from portal import schedule
 from portal.models import CleanupRun, FileDeletion, RetentionPolicy, UploadFile
 
 # A file is overdue once this many cleanup intervals passed after its notice period.
@@ -251,7 +251,7 @@ def _is_uuid(value) -> bool:
 def overdue_files(*, now=None, policies=None):
     """Stored files not on hold whose ``expires_at + notice + 3 intervals`` has passed."""
     now = now or timezone.now()
-    late = OVERDUE_AFTER_INTERVALS * conf.cleanup_interval()
+    late = OVERDUE_AFTER_INTERVALS * schedule.interval(schedule.CLEANUP)  # the one beat runs
     due = [
         Q(retention_policy=policy.pk, expires_at__lt=now - policy.notice - late)
         for policy in (policies if policies is not None else RetentionPolicy.objects.all())

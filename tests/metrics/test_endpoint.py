@@ -22,6 +22,7 @@ SPEC_METRICS = {
     "portal_outbox_pending": "gauge",
     "portal_outbox_dead": "gauge",
     "portal_outbox_oldest_pending_age_seconds": "gauge",
+    "portal_retention_overdue_files": "gauge",
 }
 
 

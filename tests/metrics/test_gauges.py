@@ -11,8 +11,9 @@ from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from portal import schedule
-from portal.metrics.gauges import cleanup_gauges, outbox_gauges
+from portal.metrics.gauges import cleanup_gauges, outbox_gauges, retention_gauges
 from portal.models import CleanupRun, OutboxDelivery, OutboxEvent
+from tests.retention.helpers import DAY, NOW, stored_file
 
 pytestmark = pytest.mark.django_db
 
@@ -151,3 +152,15 @@ def test_every_gauge_query_is_an_index_scan_at_scale():
     assert "portal_delivery_pending_idx" in outbox and "portal_delivery_dead_idx" in outbox, outbox
     assert outbox.count("Index Only Scan") == 3, outbox
     assert "portal_cleanup_status_idx" in runs, runs
+
+
+def test_overdue_gauge_counts_files_past_expiry_notice_and_three_intervals_not_held(fs_storage):
+    # general: 30 days + 48 h notice; overdue 3 cleanup intervals (30 min) after that.
+    overdue = stored_file(fs_storage, stored_at=NOW - 40 * DAY)
+    held = stored_file(fs_storage, stored_at=NOW - 40 * DAY)
+    stored_file(fs_storage, stored_at=NOW - 31 * DAY)  # expired, still within its notice
+    held.legal_hold = True
+    held.save(update_fields=["legal_hold"])
+
+    assert values(retention_gauges(NOW)) == {"portal_retention_overdue_files": 1}
+    assert overdue.status == "stored"
