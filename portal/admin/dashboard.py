@@ -8,6 +8,8 @@ Cleanup runs page too. Seeing it takes ``portal.view_cleanuprun``; its buttons
 take ``portal.run_cleanup``.
 """
 
+from datetime import datetime
+
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.template.defaultfilters import pluralize
@@ -132,7 +134,19 @@ def tiles(data) -> list[dict]:
             "href": reverse("admin:portal_outboxdelivery_changelist") + "?status__exact=failed",
             "tone": "bad" if data.dead_deliveries else "ok",
         },
+        retention_tile(data.retention),
     ]
+
+
+def retention_tile(retention: dict) -> dict:
+    overdue, next_expiry = retention["overdue_files"], retention["next_expiry_at"]
+    when = display.moment(datetime.fromisoformat(next_expiry)) if next_expiry else "none"
+    return {
+        "label": "Retention",
+        "value": f"{overdue} overdue file{pluralize(overdue)}",
+        "detail": f"{retention['on_hold']} on legal hold · next expiry {when}",
+        "tone": "bad" if overdue else "ok",
+    }
 
 
 def failure_rate(totals) -> str:

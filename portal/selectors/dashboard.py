@@ -100,6 +100,7 @@ class Dashboard:
     dead_deliveries: int
     days: tuple[Day, ...]
     settings: dict
+    retention: dict  # {overdue_files, on_hold, next_expiry_at}, as /health/cleanup says
 
 
 def cleanup_dashboard(*, now=None) -> Dashboard:
@@ -120,6 +121,7 @@ def cleanup_dashboard(*, now=None) -> Dashboard:
         dead_deliveries=dead_deliveries(),
         days=daily_series(now=now),
         settings=effective_settings(),
+        retention=health.retention,
     )
 
 

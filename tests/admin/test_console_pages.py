@@ -14,6 +14,7 @@ from portal.models import CleanupRun, UploadSession
 from portal.selectors.dashboard import Totals
 from portal.services.cleanup import run_cleanup
 from tests.factories import make_session, make_user
+from tests.retention.helpers import DAY, stored_file
 
 pytestmark = pytest.mark.django_db
 DASHBOARD = "admin:portal_cleanupdashboard_changelist"
@@ -51,6 +52,7 @@ def test_dashboard_shows_tiles_charts_settings_and_buttons(superuser_client, fs_
         "Failed, last 24 h",
         "Waiting for grace",
         "Dead webhook deliveries",
+        "Retention",
         "Settings in force",
     ):
         assert label in page
@@ -173,3 +175,17 @@ def test_durations_read_as_people_say_them(value, text):
 def test_failure_rate_is_the_share_of_items_that_failed():
     assert failure_rate(Totals(deleted=3, failed=1)) == "25.0%"
     assert failure_rate(Totals()) == "0%"
+
+
+def test_retention_tile_shows_overdue_on_hold_and_the_next_expiry(superuser_client, fs_storage):
+    now = timezone.now()
+    stored_file(fs_storage, stored_at=now - 40 * DAY)  # general: past 30 days + notice
+    held = stored_file(fs_storage, stored_at=now - 10 * DAY)
+    held.legal_hold = True
+    held.save(update_fields=["legal_hold"])
+
+    page = superuser_client.get(reverse(DASHBOARD)).content.decode()
+
+    assert "1 overdue file" in page
+    assert "1 on legal hold" in page
+    assert "next expiry 20" in page  # a date, not "none"
