@@ -9,6 +9,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_POST
 
 from portal.admin.lists import CleanupControlColumns, CleanupRunColumns
+from portal.admin.service_owned import ServiceOwnedMixin
 from portal.models import CleanupControl, CleanupRun
 from portal.selectors.cleanup import effective_settings
 from portal.tasks import portal_cleanup_task
@@ -17,7 +18,7 @@ RUN_PERMISSION = "portal.run_cleanup"
 
 
 @admin.register(CleanupRun)
-class CleanupRunAdmin(CleanupRunColumns, admin.ModelAdmin):
+class CleanupRunAdmin(CleanupRunColumns, ServiceOwnedMixin, admin.ModelAdmin):
     list_display = ("started", "triggered_by", "mode", "run_status", "totals", "run_duration")
     list_select_related = ("requested_by",)
     ordering = ("-started_at",)
@@ -35,15 +36,6 @@ class CleanupRunAdmin(CleanupRunColumns, admin.ModelAdmin):
         "error_list",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="expired / deleted / failed")
     def totals(self, run):

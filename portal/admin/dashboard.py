@@ -18,6 +18,7 @@ from django.urls import path, reverse
 
 from portal.admin import display
 from portal.admin.charts import Series, bar_chart
+from portal.admin.service_owned import ServiceOwnedMixin
 from portal.models import CleanupDashboard, CleanupRun
 from portal.selectors.dashboard import cleanup_dashboard
 
@@ -27,21 +28,12 @@ DELETED_COLOR, FAILED_COLOR, DURATION_COLOR = "#417690", "#ba2121", "#79aec8"
 
 
 @admin.register(CleanupDashboard)
-class CleanupDashboardAdmin(admin.ModelAdmin):
+class CleanupDashboardAdmin(ServiceOwnedMixin, admin.ModelAdmin):
     def has_view_permission(self, request, obj=None):
         return request.user.has_perm(VIEW_PERMISSION)
 
     def has_module_permission(self, request):
         return self.has_view_permission(request)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.changelist_view)

@@ -9,6 +9,7 @@ from django.contrib.admin.helpers import ActionForm
 from django.template.defaultfilters import pluralize
 
 from portal.admin.compliance import RetentionReportMixin
+from portal.admin.service_owned import ServiceOwnedMixin
 from portal.exceptions import RetentionRefused
 from portal.models import FileDeletion, RetentionChange, RetentionPolicy
 from portal.services.legal_hold import release_legal_hold, set_legal_hold
@@ -60,24 +61,15 @@ class RetentionPolicyAdmin(admin.ModelAdmin):
 
 
 @admin.register(RetentionChange)
-class RetentionChangeAdmin(admin.ModelAdmin):
+class RetentionChangeAdmin(ServiceOwnedMixin, admin.ModelAdmin):
     list_display = ("created_at", "action", "policy", "file", "changed_by_username", "reason")
     list_filter = ("action",)
     search_fields = ("file__id", "policy__code", "changed_by_username", "reason")
     date_hierarchy = "created_at"
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(FileDeletion)
-class FileDeletionAdmin(RetentionReportMixin, admin.ModelAdmin):
+class FileDeletionAdmin(RetentionReportMixin, ServiceOwnedMixin, admin.ModelAdmin):
     list_display = (
         "deleted_at",
         "original_filename",
@@ -90,15 +82,6 @@ class FileDeletionAdmin(RetentionReportMixin, admin.ModelAdmin):
     list_filter = ("reason", "retention_class", "storage_backend")
     search_fields = ("file_id", "original_filename", "storage_key", "sha256")
     date_hierarchy = "deleted_at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class LegalHoldActionForm(ActionForm):

@@ -3,6 +3,7 @@ from django.template.defaultfilters import pluralize
 
 from portal.admin.lists import ApiTokenColumns, UploadFileColumns, UploadSessionColumns
 from portal.admin.retention import LegalHoldActionsMixin
+from portal.admin.service_owned import ServiceOwnedMixin
 from portal.models import ApiToken, UploadFile, UploadPart, UploadSession
 from portal.services.tokens import revoke_api_token
 
@@ -10,21 +11,6 @@ from portal.services.tokens import revoke_api_token
 class ReadOnlyTimestampsMixin:
     def get_readonly_fields(self, request, obj=None):
         return (*super().get_readonly_fields(request, obj), "id", "created_at", "updated_at")
-
-
-class ServiceOwnedMixin:
-    """Rows only services create and change (status, counters, storage pointers, hashes):
-    the admin shows them and never adds, edits or deletes one. A stray edit here would
-    corrupt a record that uploads, finalize and cleanup rely on."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(UploadFile)

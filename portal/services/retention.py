@@ -80,18 +80,7 @@ class _Claimed:
 
     def file_info(self, policies: dict) -> dict:
         policy = policies.get(self.retention_policy)
-        return FileInfo(
-            id=str(self.pk),
-            filename=self.original_filename,
-            content_type=self.content_type,
-            size_bytes=self.size_bytes,
-            sha256=self.sha256,
-            storage_backend=self.storage_backend,
-            storage_bucket=self.storage_bucket,
-            storage_key=self.storage_key,
-            retention_class=policy.code if policy else "",
-            retention_expires_at=self.expires_at,
-        ).as_dict()
+        return FileInfo.of(self, retention_class=policy.code if policy else "").as_dict()
 
 
 def _policies() -> dict:

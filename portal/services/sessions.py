@@ -55,7 +55,14 @@ class FileInfo:
         }
 
     @classmethod
-    def of(cls, upload_file: UploadFile) -> "FileInfo":
+    def of(cls, upload_file, *, retention_class: str | None = None) -> "FileInfo":
+        """The info of an ``UploadFile`` or of any row with its field names.
+
+        ``retention_class`` saves the policy lookup where the caller knows it.
+        """
+        if retention_class is None:
+            policy_id = upload_file.retention_policy_id
+            retention_class = upload_file.retention_policy.code if policy_id else ""
         return cls(
             id=str(upload_file.pk),
             filename=upload_file.original_filename,
@@ -65,9 +72,7 @@ class FileInfo:
             storage_backend=upload_file.storage_backend,
             storage_bucket=upload_file.storage_bucket,
             storage_key=upload_file.storage_key,
-            retention_class=upload_file.retention_policy.code
-            if upload_file.retention_policy_id
-            else "",
+            retention_class=retention_class,
             retention_expires_at=upload_file.expires_at,
         )
 
