@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.support import free_port, scratch_database  # noqa: E402
+from bench.support import free_port, scratch_database, setup_django  # noqa: E402
 
 ORPHANS, FOREIGN, MISSING = 100, 100, 100
 BUCKET = "bench-reconcile"
@@ -123,15 +123,6 @@ def report(backend, result):
 
 
 # -- the children: one measurement each, in a fresh process ---------------------------
-
-
-def setup_django(log_file):
-    log = open(log_file, "a")  # noqa: SIM115 - stays open for the process's lifetime
-    os.dup2(log.fileno(), sys.stderr.fileno())
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "boot.settings")
-    import configurations
-
-    configurations.setup()
 
 
 def seed(n: int, storage) -> None:

@@ -43,6 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import support as bench_support  # noqa: E402
 from bench.cleanup import PARTS, SEED_SQL, part_key, settle, timed  # noqa: E402
 from bench.support import free_port, scratch_database  # noqa: E402
 
@@ -138,12 +139,7 @@ def report(backend, r):
 
 
 def setup_django(log_file):
-    log = open(log_file, "a")  # noqa: SIM115 - stays open for the process's lifetime
-    os.dup2(log.fileno(), sys.stderr.fileno())
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "boot.settings")
-    import configurations
-
-    configurations.setup()
+    bench_support.setup_django(log_file)
     from portal.receivers import kick_dispatcher
     from portal.signals import event_emitted
 

@@ -1,6 +1,8 @@
 """Helpers the benchmark scripts share."""
 
+import os
 import socket
+import sys
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -27,3 +29,13 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def setup_django(log_file):
+    """Set Django up in a benchmark's child process, its log lines (stderr) to ``log_file``."""
+    log = open(log_file, "a")  # noqa: SIM115 - stays open for the process's lifetime
+    os.dup2(log.fileno(), sys.stderr.fileno())
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "boot.settings")
+    import configurations
+
+    configurations.setup()
