@@ -6,15 +6,15 @@ notified again by the next cleanup run and deleted only ``notice`` after that.
 
 from dataclasses import asdict, dataclass
 
-import structlog
 from django.db import transaction
 from django.utils import timezone
 
 from portal.exceptions import RetentionRefused
+from portal.logs import get_logger
 from portal.models import RetentionChange, UploadFile
 from portal.services.retention import parse_file_ids
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 MAX_REASON_LENGTH = RetentionChange._meta.get_field("reason").max_length
 

@@ -7,7 +7,6 @@ explicit step that recomputes ``expires_at`` of a class's stored files.
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
-import structlog
 from django.db import transaction
 from django.db.models import Count, DateTimeField, ExpressionWrapper, F, Q, Value
 from django.utils import timezone
@@ -15,9 +14,10 @@ from django.utils.duration import duration_iso_string
 
 from portal import conf
 from portal.exceptions import InvalidRetentionClass, RetentionRefused
+from portal.logs import get_logger
 from portal.models import RetentionChange, RetentionPolicy, UploadFile
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 POLICY_FIELDS = ("code", "name", "retention", "notice", "is_default")
 

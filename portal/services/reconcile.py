@@ -28,12 +28,12 @@ from itertools import islice
 from queue import Full, Queue
 from threading import Event, Thread
 
-import structlog
 from django.db import transaction
 from django.db.models import Q
 
 from portal.db import committed_asynchronously
 from portal.exceptions import ObjectMissing, StorageError
+from portal.logs import get_logger
 from portal.models import FileDeletion, UploadFile
 from portal.services.cleanup_context import (
     FOREIGN_SAMPLE_SIZE,
@@ -47,7 +47,7 @@ from portal.services.sessions import FileInfo
 from portal.storage import get_storage, keys
 from portal.storage.base import LIST_PAGE_SIZE
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 STEP = "reconcile_storage"
 # A result lists at most this many orphan keys and missing files; the counts stay exact.

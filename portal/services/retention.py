@@ -24,20 +24,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import structlog
 from django.db import transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, Max, Min, Sum, Value
 from django.utils import timezone
 
 from portal.db import claim_batch
 from portal.exceptions import RetentionRefused, StorageError
+from portal.logs import get_logger
 from portal.models import FileDeletion, RetentionPolicy, UploadFile
 from portal.services.cleanup_context import CleanupContext, StepResult, StepTally, cleanup_step
 from portal.services.outbox import emit_events
 from portal.services.sessions import FileInfo
 from portal.storage import get_storage
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # How long a deletion claim protects a file from other runs (and from a new hold).
 DELETION_CLAIM_TTL = timedelta(minutes=5)

@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import BinaryIO
 
 import pydantic
-import structlog
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -34,6 +33,7 @@ from portal.exceptions import (
     TooLarge,
     UploadRejected,
 )
+from portal.logs import get_logger
 from portal.models import TusUpload, UploadFile, UploadPart, UploadSession
 from portal.services.chunks import accept_part, discard, expected_part_size
 from portal.services.finalize import finalize_session
@@ -48,7 +48,7 @@ from portal.services.sessions import (
 )
 from portal.storage import StorageAdapter, StoredObject, get_storage
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 CHECKSUM_ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 DEFAULT_FILENAME = "upload"

@@ -17,11 +17,12 @@ from django.views.decorators.csrf import csrf_exempt
 from portal import conf
 from portal.auth import authenticate_request
 from portal.exceptions import StorageError, UploadRejected
+from portal.logs import get_logger
 from portal.services import tus
 from portal.views.bodies import idle_timeout_body
 from portal.views.uploads import content_length_of, error_response
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,creation-with-upload,termination,expiration,checksum,concatenation"
