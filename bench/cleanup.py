@@ -56,7 +56,7 @@ from bench.support import free_port, scratch_database, setup_django  # noqa: E40
 PARTS = 4
 
 SEED_SQL = """
-TRUNCATE portal_uploadpart, portal_uploadsession, portal_uploadfile, portal_cleanuprun;
+TRUNCATE portal_uploadpart, portal_uploadsession, portal_uploadfile, portal_cleanuprun CASCADE;
 INSERT INTO portal_uploadfile (id, created_at, updated_at, original_filename, content_type,
     size_bytes, sha256, status, uploaded_by_id, storage_backend, storage_bucket, storage_key)
 SELECT ('00000002-0000-7000-8000-' || lpad(to_hex(i), 12, '0'))::uuid, now(), now(), 'bench.bin', 'application/octet-stream',

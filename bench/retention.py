@@ -50,7 +50,7 @@ from bench.support import free_port, scratch_database  # noqa: E402
 SUFFIX = "bench_retention"
 FILES_SQL = """
 TRUNCATE portal_uploadpart, portal_uploadsession, portal_uploadfile, portal_cleanuprun,
-    portal_retentionchange, portal_filedeletion, portal_outboxdelivery, portal_outboxevent;
+    portal_retentionchange, portal_filedeletion, portal_outboxdelivery, portal_outboxevent CASCADE;
 INSERT INTO portal_uploadfile (id, created_at, updated_at, original_filename, content_type,
     size_bytes, sha256, status, uploaded_by_id, storage_backend, storage_bucket, storage_key,
     stored_at, retention_policy_id, expires_at, legal_hold, legal_hold_reason)
