@@ -51,7 +51,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.support import free_port, scratch_database, setup_django  # noqa: E402
+from bench.support import free_port, migrated_scratch_database, scratch_database, setup_django  # noqa: E402
 
 PARTS = 4
 
@@ -107,18 +107,7 @@ def child(args, *scenario) -> dict:
 def main(args):
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit("DATABASE_URL must point at a PostgreSQL server")
-    os.environ["DATABASE_URL"] = scratch_database(
-        os.environ["DATABASE_URL"], suffix="bench_cleanup", create=True
-    )
-    # DEBUG off as in production: with it on, Django keeps every query in memory.
-    os.environ.update(
-        DJANGO_CONFIGURATION="Dev", DEBUG="false", LOG_FORMAT="json", LOG_LEVEL="INFO"
-    )
-    subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"],
-        check=True,
-        env={**os.environ, "LOG_LEVEL": "WARNING"},
-    )
+    migrated_scratch_database("bench_cleanup")
     try:
         results = []
         for size in args.sizes:

@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.support import free_port, scratch_database, setup_django  # noqa: E402
+from bench.support import free_port, migrated_scratch_database, scratch_database, setup_django  # noqa: E402
 
 ORPHANS, FOREIGN, MISSING = 100, 100, 100
 BUCKET = "bench-reconcile"
@@ -72,18 +72,7 @@ def objects(n: int):
 
 
 def main(args):
-    os.environ["DATABASE_URL"] = scratch_database(
-        os.environ["DATABASE_URL"], suffix="bench_reconcile", create=True
-    )
-    # DEBUG off as in production: with it on, Django keeps every query in memory.
-    os.environ.update(
-        DJANGO_CONFIGURATION="Dev", DEBUG="false", LOG_FORMAT="json", LOG_LEVEL="INFO"
-    )
-    subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), "migrate", "-v0"],
-        check=True,
-        env={**os.environ, "LOG_LEVEL": "WARNING"},
-    )
+    migrated_scratch_database("bench_reconcile")
     try:
         if args.s3:
             os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")

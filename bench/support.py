@@ -2,7 +2,9 @@
 
 import os
 import socket
+import subprocess
 import sys
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -39,3 +41,26 @@ def setup_django(log_file):
     import configurations
 
     configurations.setup()
+
+
+def migrated_scratch_database(suffix: str) -> None:
+    """Point ``DATABASE_URL`` at a fresh, migrated ``<name>_<suffix>``, production-like.
+
+    DEBUG is off as in production: with it on, Django keeps every query in memory.
+    """
+    os.environ["DATABASE_URL"] = scratch_database(
+        os.environ["DATABASE_URL"], suffix=suffix, create=True
+    )
+    os.environ.update(
+        DJANGO_CONFIGURATION="Dev", DEBUG="false", LOG_FORMAT="json", LOG_LEVEL="INFO"
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve().parent.parent / "manage.py"),
+            "migrate",
+            "-v0",
+        ],
+        check=True,
+        env={**os.environ, "LOG_LEVEL": "WARNING"},
+    )
