@@ -6,8 +6,9 @@ Two passes, each in bounded memory whatever the number of objects and rows:
    ``keys.final_key`` writes names its file id; a page's ids are looked up in one
    query. An own-shape object with no row at all, older than the grace period, is an
    orphan and is deleted (a dry run lists it). An object a ``stored`` file points at
-   marks that row seen (``storage_seen_at``, one update per page). Anything else
-   under the prefix is foreign: counted, sampled, never touched.
+   marks that row seen (``storage_seen_at``, one update per page, skipping rows
+   another run holds). Anything else under the prefix is foreign: counted, sampled,
+   never touched.
 2. Rows next: ``stored`` files of this adapter stored before the walk began and not
    seen by it. Each candidate's object is opened once more (a listing can lag or an
    object arrive late) before it becomes ``missing`` with a ``file.missing`` event,
@@ -31,7 +32,7 @@ from threading import Event, Thread
 from django.db import transaction
 from django.db.models import Q
 
-from portal.db import committed_asynchronously
+from portal.db import claim_batch, committed_asynchronously
 from portal.exceptions import ObjectMissing, StorageError
 from portal.logs import get_logger
 from portal.models import FileDeletion, UploadFile
@@ -173,9 +174,15 @@ def _reconcile_page(page, ctx: CleanupContext, tally: _Tally) -> None:
                     seen.append(file_id)
     if seen and not ctx.dry_run:
         # A hint only (a file not marked is confirmed one by one): a commit lost in a
-        # crash costs nothing, so it need not wait for the disk.
+        # crash costs nothing, so it need not wait for the disk, and a row another run
+        # holds is skipped rather than waited for (overlapping runs, each marking rows
+        # the other is claiming, deadlocked on a plain UPDATE).
         with committed_asynchronously():
-            UploadFile.objects.filter(pk__any=seen).update(storage_seen_at=ctx.now)
+            claim_batch(
+                UploadFile.objects.filter(pk__any=seen),
+                size=len(seen),
+                values={"storage_seen_at": ctx.now},
+            )
     _delete_orphans(orphans, ctx, tally)
 
 
