@@ -6,11 +6,13 @@ missing, except under ``CI=true``, where a missing service fails the test.
 
 import os
 import socket
+import threading
+from contextlib import contextmanager
 from functools import cache
 from urllib.parse import urlsplit
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 REDIS_URL = os.environ.get("PORTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -29,6 +31,31 @@ def require(available: bool, reason: str) -> None:
 
 def uses_postgres() -> bool:
     return connection.vendor == "postgresql"
+
+
+@contextmanager
+def row_locked(queryset):
+    """The rows of ``queryset`` held ``SELECT … FOR UPDATE`` by another connection (a
+    thread's) while the block runs, as a concurrent worker would hold them."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold():
+        try:
+            with transaction.atomic():
+                list(queryset.select_for_update())
+                locked.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert locked.wait(10), "the rows could not be locked"
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join()
 
 
 @cache

@@ -7,18 +7,17 @@ this module again on a SQLite database, so both paths are proven in every run.
 import os
 import subprocess
 import sys
-import threading
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from portal.db import claim_batch, committed_asynchronously, lock_batch
 from portal.models import OutboxDelivery, UploadFile, UploadSession
-from tests.environment import require, uses_postgres
+from tests.environment import require, row_locked, uses_postgres
 from tests.factories import emit_file_stored, make_session
 
 pytestmark = pytest.mark.django_db
@@ -116,25 +115,10 @@ def test_committed_asynchronously_commits():
 def test_rows_another_transaction_holds_are_skipped_not_waited_for():
     require(uses_postgres(), "needs PostgreSQL: set DATABASE_URL=postgres://...")
     held, free = sessions(2)
-    locked, release = threading.Event(), threading.Event()
 
-    def hold():
-        with transaction.atomic():
-            list(UploadSession.objects.select_for_update().filter(pk=held.pk))
-            locked.set()
-            release.wait(10)
-        connection.close()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    locked.wait(10)
-    try:
-        with transaction.atomic():
-            rows = claim_batch(UploadSession.objects.all(), size=5, values={"updated_at": NOW})
-            locked_rows = lock_batch(UploadSession.objects.all(), size=5)
-    finally:
-        release.set()
-        holder.join()
+    with row_locked(UploadSession.objects.filter(pk=held.pk)), transaction.atomic():
+        rows = claim_batch(UploadSession.objects.all(), size=5, values={"updated_at": NOW})
+        locked_rows = lock_batch(UploadSession.objects.all(), size=5)
 
     assert rows == [(free.pk,)]
     assert locked_rows == [(free.pk,)]

@@ -1,5 +1,6 @@
 """Helpers shared by the cleanup tests."""
 
+import json
 import os
 import subprocess
 import sys
@@ -112,3 +113,18 @@ def cleanup_process(*args, **env) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def overlapping_cleanup_runs(storage_root, *, count=4) -> list[dict]:
+    """``count`` filesystem cleanup processes started together; each one's JSON report,
+    once all succeeded."""
+    processes = [
+        cleanup_process(PORTAL_STORAGE_ROOT=storage_root, PORTAL_STORAGE_BACKEND="filesystem")
+        for _ in range(count)
+    ]
+    reports = []
+    for process in processes:
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err
+        reports.append(json.loads(out))
+    return reports

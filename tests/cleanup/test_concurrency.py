@@ -1,7 +1,6 @@
 """Overlapping cleanup runs and racing uploads, on PostgreSQL."""
 
 import io
-import json
 import threading
 from datetime import timedelta
 
@@ -13,7 +12,7 @@ from portal.exceptions import SessionGone
 from portal.models import CleanupRun, UploadPart, UploadSession
 from portal.services.chunks import receive_part
 from portal.services.cleanup import cleanup_stale_sessions, run_cleanup
-from tests.cleanup.helpers import TTL, bulk_sessions, cleanup_process, temp_keys
+from tests.cleanup.helpers import TTL, bulk_sessions, overlapping_cleanup_runs, temp_keys
 from tests.factories import make_session, make_user
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -47,15 +46,7 @@ def test_four_overlapping_runs_count_every_item_exactly_once(fs_storage, storage
         UploadPart.objects.filter(session__in=live).values_list("temp_storage_key", flat=True)
     )
 
-    processes = [
-        cleanup_process(PORTAL_STORAGE_ROOT=storage_root, PORTAL_STORAGE_BACKEND="filesystem")
-        for _ in range(4)
-    ]
-    reports = []
-    for process in processes:
-        out, err = process.communicate(timeout=600)
-        assert process.returncode == 0, err
-        reports.append(json.loads(out))
+    reports = overlapping_cleanup_runs(storage_root)
 
     def total(step, count):
         return sum(report["counts"][step][count] for report in reports)

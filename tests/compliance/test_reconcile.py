@@ -1,13 +1,12 @@
 """reconcile_storage on both adapters: orphans, missing files, foreign keys, dry run, runs."""
 
 import json
-import threading
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from portal.exceptions import StorageUnavailable
@@ -16,7 +15,7 @@ from portal.services.cleanup import run_cleanup
 from portal.services.reconcile import reconcile_storage
 from portal.storage import keys
 from tests.compliance.helpers import own_key, plant, plant_foreign
-from tests.environment import require, uses_postgres
+from tests.environment import require, row_locked, uses_postgres
 from tests.retention.helpers import exists, stored_file
 
 pytestmark = pytest.mark.django_db
@@ -179,26 +178,12 @@ def test_a_row_another_run_holds_is_not_waited_for_and_stays_stored(fs_storage):
     # Overlapping runs once deadlocked here: each marking rows seen the other held.
     require(uses_postgres(), "needs PostgreSQL: set DATABASE_URL=postgres://...")
     held, free = (stored_file(fs_storage, stored_at=timezone.now() - LATER) for _ in range(2))
-    locked, release = threading.Event(), threading.Event()
 
-    def hold():
-        with transaction.atomic():
-            list(UploadFile.objects.select_for_update().filter(pk=held.pk))
-            locked.set()
-            release.wait(30)
-        connection.close()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    locked.wait(10)
-    try:
+    with row_locked(UploadFile.objects.filter(pk=held.pk)):
         with connection.cursor() as cursor:
             cursor.execute("SET lock_timeout TO '5s'")  # a wait fails the test, not hangs it
         now = timezone.now()
         result = reconcile_storage(now=now, storage=fs_storage)
-    finally:
-        release.set()
-        holder.join()
 
     assert (result.missing, result.failed, result.kept) == (0, 0, 2)
     held.refresh_from_db()

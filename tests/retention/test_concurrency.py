@@ -1,6 +1,5 @@
 """Overlapping cleanup runs over the retention steps, on PostgreSQL, in separate processes."""
 
-import json
 from datetime import timedelta
 
 import pytest
@@ -8,24 +7,11 @@ from django.db.models import F
 from django.utils import timezone
 
 from portal.models import FileDeletion, OutboxEvent, UploadFile
-from tests.cleanup.helpers import cleanup_process
+from tests.cleanup.helpers import overlapping_cleanup_runs
 from tests.factories import make_user
 from tests.retention.helpers import DAY, NOTICE, bulk_stored_files
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def four_overlapping_runs(storage_root):
-    processes = [
-        cleanup_process(PORTAL_STORAGE_ROOT=storage_root, PORTAL_STORAGE_BACKEND="filesystem")
-        for _ in range(4)
-    ]
-    reports = []
-    for process in processes:
-        out, err = process.communicate(timeout=600)
-        assert process.returncode == 0, err
-        reports.append(json.loads(out))
-    return reports
 
 
 def total(reports, step, count):
@@ -41,7 +27,7 @@ def test_four_overlapping_runs_notify_and_delete_each_file_exactly_once(fs_stora
     foreign = storage_root / "files" / "operator-backup.tar"
     foreign.write_bytes(b"not the portal's")
 
-    notices = four_overlapping_runs(storage_root)
+    notices = overlapping_cleanup_runs(storage_root)
 
     assert total(notices, "expiring_files", "notified") == 20_000
     assert total(notices, "expired_files", "deleted") == 0
@@ -53,7 +39,7 @@ def test_four_overlapping_runs_notify_and_delete_each_file_exactly_once(fs_stora
     UploadFile.objects.filter(expiring_notified_at__isnull=False).update(
         expiring_notified_at=F("expiring_notified_at") - NOTICE - timedelta(minutes=1)
     )
-    deletions = four_overlapping_runs(storage_root)
+    deletions = overlapping_cleanup_runs(storage_root)
 
     assert total(deletions, "expired_files", "deleted") == 20_000
     assert total(deletions, "expired_files", "failed") == 0
