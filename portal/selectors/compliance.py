@@ -98,17 +98,20 @@ class ClassFigures:
         attempts = self.deleted + self.failed
         return round(self.failed / attempts, 4) if attempts else 0.0
 
+    # The report's columns, in order (text, CSV and JSON alike).
+    COLUMNS = (
+        "code",
+        "stored",
+        "deleted",
+        "deleted_bytes",
+        "failed",
+        "failure_rate",
+        "on_hold",
+        "overdue",
+    )
+
     def as_dict(self) -> dict:
-        return {
-            "code": self.code,
-            "stored": self.stored,
-            "deleted": self.deleted,
-            "deleted_bytes": self.deleted_bytes,
-            "failed": self.failed,
-            "failure_rate": self.failure_rate,
-            "on_hold": self.on_hold,
-            "overdue": self.overdue,
-        }
+        return {name: getattr(self, name) for name in self.COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -140,8 +143,7 @@ class RetentionReport:
         }
 
     def as_text(self) -> str:
-        columns = ("code", "stored", "deleted", "deleted_bytes", "failed", "failure_rate")
-        columns += ("on_hold", "overdue")
+        columns = ClassFigures.COLUMNS
         rows = [columns, *(_cells(figures, columns) for figures in self.classes)]
         widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
         lines = [
@@ -163,8 +165,7 @@ class RetentionReport:
     def as_csv(self) -> str:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        columns = ("code", "stored", "deleted", "deleted_bytes", "failed", "failure_rate")
-        columns += ("on_hold", "overdue")
+        columns = ClassFigures.COLUMNS
         writer.writerow(columns)
         writer.writerows(_cells(figures, columns) for figures in self.classes)
         return out.getvalue()
