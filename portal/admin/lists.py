@@ -19,14 +19,24 @@ def _status(value: str, label: str | None = None):
     )
 
 
-class CleanupRunColumns:
-    @admin.display(description="started", ordering="started_at")
-    def started(self, run):
-        return format_html('<span class="portal-nowrap">{}</span>', display.moment(run.started_at))
+def _nowrap(value):
+    return format_html('<span class="portal-nowrap">{}</span>', value)
 
-    @admin.display(description="finished", ordering="finished_at")
-    def finished(self, run):
-        return display.moment(run.finished_at)
+
+def moment_column(field: str, description: str, *, nowrap: bool = False):
+    """A sortable column showing the time in ``field`` to the second."""
+
+    @admin.display(description=description, ordering=field)
+    def column(self, obj):
+        moment = display.moment(getattr(obj, field))
+        return _nowrap(moment) if nowrap else moment
+
+    return column
+
+
+class CleanupRunColumns:
+    started = moment_column("started_at", "started", nowrap=True)
+    finished = moment_column("finished_at", "finished")
 
     @admin.display(description="mode", ordering="dry_run")
     def mode(self, run):
@@ -38,7 +48,7 @@ class CleanupRunColumns:
 
     @admin.display(description="duration")
     def run_duration(self, run):
-        return format_html('<span class="portal-nowrap">{}</span>', display.duration(run.duration))
+        return _nowrap(display.duration(run.duration))
 
     @admin.display(description="requested by")
     def requester(self, run):
@@ -89,9 +99,7 @@ def _cells(counts: dict) -> list[str]:
 
 
 class CleanupControlColumns:
-    @admin.display(description="updated", ordering="updated_at")
-    def updated(self, control):
-        return display.moment(control.updated_at)
+    updated = moment_column("updated_at", "updated")
 
 
 class UploadSessionColumns:
@@ -115,21 +123,13 @@ class UploadSessionColumns:
 
     @admin.display(description="parts")
     def parts(self, session):
-        return format_html(
-            '<span class="portal-nowrap">{} / {}</span>',
-            session.completed_parts,
-            session.total_parts,
-        )
+        return _nowrap(f"{session.completed_parts} / {session.total_parts}")
 
     @admin.display(description="size", ordering="total_size_bytes")
     def size(self, session):
-        return format_html(
-            '<span class="portal-nowrap">{}</span>', display.size(session.total_size_bytes)
-        )
+        return _nowrap(display.size(session.total_size_bytes))
 
-    @admin.display(description="last activity", ordering="last_activity_at")
-    def last_activity(self, session):
-        return display.moment(session.last_activity_at)
+    last_activity = moment_column("last_activity_at", "last activity")
 
 
 class UploadFileColumns:
@@ -147,22 +147,12 @@ class UploadFileColumns:
 
     @admin.display(description="size", ordering="size_bytes")
     def size(self, file):
-        return format_html('<span class="portal-nowrap">{}</span>', display.size(file.size_bytes))
+        return _nowrap(display.size(file.size_bytes))
 
-    @admin.display(description="created", ordering="created_at")
-    def created(self, file):
-        return format_html('<span class="portal-nowrap">{}</span>', display.moment(file.created_at))
+    created = moment_column("created_at", "created", nowrap=True)
 
 
 class ApiTokenColumns:
-    @admin.display(description="created", ordering="created_at")
-    def created(self, token):
-        return display.moment(token.created_at)
-
-    @admin.display(description="last used", ordering="last_used_at")
-    def last_used(self, token):
-        return display.moment(token.last_used_at)
-
-    @admin.display(description="revoked", ordering="revoked_at")
-    def revoked(self, token):
-        return display.moment(token.revoked_at)
+    created = moment_column("created_at", "created")
+    last_used = moment_column("last_used_at", "last used")
+    revoked = moment_column("revoked_at", "revoked")
