@@ -181,7 +181,7 @@ def cors_portal_server(tmp_path, storage_root, uppy_page):
     server.kill()
 
 
-def test_uppy_dashboard_in_chromium_tab_closed_server_restarts_and_upload_resumes(
+def test_uppy_dashboard_in_chromium_is_killed_server_restarts_and_upload_resumes(
     tmp_path, storage_root, uppy_page, cors_portal_server
 ):
     require(Path(os.environ.get("CHROMIUM", "/usr/bin/chromium")).exists(), "needs chromium")

@@ -15,6 +15,7 @@ const uppy = new Uppy({ autoProceed: true })
     retryDelays: [0, 500, 1000, 2000],
     removeFingerprintOnSuccess: true,
   })
+window.pauseUploads = () => uppy.pauseAll()
 uppy.on('upload-progress', (file, progress) => window.reportProgress(progress.bytesUploaded))
 uppy.on('upload-error', (file, error) => window.reportError(String(error)))
 uppy.on('complete', (result) =>
