@@ -25,6 +25,10 @@ from tests.environment import require
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 READY_BUDGET_SECONDS = 0.8
+# What a /ready answer may take: the budget, plus slack for a loaded 2-core machine's
+# scheduling. Far below the hangs the tests make (a storage or database that never
+# answers holds a check for seconds), so an answer in time still proves the budget.
+READY_ANSWER_LIMIT_SECONDS = READY_BUDGET_SECONDS + 0.5
 
 
 def free_port() -> int:
