@@ -2,12 +2,14 @@
 
 Three steps, so that no storage call runs inside a transaction:
 
-1. a short transaction locks the session and checks it can be finalized (all
-   parts present, still active) and reads the part keys in order;
+1. plain reads check the session can be finalized (all parts present, still
+   active) and read the part keys in order — no lock: a counted part never
+   changes while its session is active, and step 3 checks the session again
+   under its lock; an activity older than a minute is renewed first;
 2. the adapter assembles the final object outside any transaction, at a key
    derived from the file id, so a retry or a concurrent call overwrites the same
    object with the same bytes;
-3. a second short transaction locks the session again and, only if it is still
+3. a short transaction locks the session and, only if it is still
    active, marks file and session and writes the outbox event.
 
 Concurrent calls may both assemble, but step 3 lets exactly one of them commit:
@@ -16,6 +18,7 @@ one stored file and one event; the others answer with that result.
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import F
@@ -47,6 +50,8 @@ from portal.storage import StorageAdapter, StoredObject, get_storage
 log = get_logger(__name__)
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# Finalize renews an activity older than this; the TTL is hours, assembly seconds.
+ACTIVITY_RESOLUTION = timedelta(minutes=1)
 CHECKSUM_MISMATCH = "checksum_mismatch"
 
 
@@ -125,20 +130,23 @@ def store_session(
 
 
 def _claim(*, user, session_id, sha256, now) -> tuple[UploadSession, list[tuple[str, str]]]:
-    """The locked, checked session and its parts' ``(temp key, sha256)`` in order."""
-    with transaction.atomic():
-        session = get_owned_session(user=user, session_id=session_id, for_update=True)
-        if session.status == UploadSession.Status.COMPLETE:
-            _check_client_sha256(session.file, sha256)
-            return session, []
-        ensure_accepts_writes(session, now=now)
+    """The checked session and its parts' ``(temp key, sha256)`` in order."""
+    session = get_owned_session(user=user, session_id=session_id)
+    if session.status == UploadSession.Status.COMPLETE:
+        _check_client_sha256(session.file, sha256)
+        return session, []
+    ensure_accepts_writes(session, now=now)
+    if session.last_activity_at < now - ACTIVITY_RESOLUTION:
         # Finalizing is activity: the TTL cannot run out while the file is assembled.
-        UploadSession.objects.filter(pk=session.pk).update(last_activity_at=now, updated_at=now)
-        rows = list(
-            UploadPart.objects.filter(session=session)
-            .order_by("part_number")
-            .values_list("part_number", "temp_storage_key", "sha256")
-        )
+        # (A part counted in the last minute, as tus's last one just was, renewed it.)
+        UploadSession.objects.filter(
+            pk=session.pk, status__in=UploadSession.ACTIVE_STATUSES
+        ).update(last_activity_at=now, updated_at=now)
+    rows = list(
+        UploadPart.objects.filter(session=session)
+        .order_by("part_number")
+        .values_list("part_number", "temp_storage_key", "sha256")
+    )
     received = {number for number, _, _ in rows}
     missing = [n for n in range(1, session.total_parts + 1) if n not in received]
     if missing:
