@@ -36,7 +36,7 @@ from portal.exceptions import (
 )
 from portal.logs import get_logger
 from portal.models import TusUpload, UploadFile, UploadPart, UploadSession
-from portal.services.chunks import accept_part, discard, expected_part_size
+from portal.services.chunks import accept_part, discard, expected_part_size, release_connections
 from portal.services.finalize import Streamed, store_session
 from portal.services.sessions import (
     SessionRequest,
@@ -320,6 +320,9 @@ def _stream_pieces(session, tus, body: PatchBody, written, storage, *, commit: b
     while body.left > 0 and not body.ended:
         expected = expected_part_size(session, number)
         head = _open_tail(session, tus, head_key, storage) if head_key else None
+        # The body may take minutes to arrive: hold no database connection meanwhile
+        # (as receive_part), or slow clients take all of them.
+        release_connections()
         piece = Piece(head, body, expected - tail)
         try:
             stored = storage.write_temp_part(session.pk, number, piece, max_bytes=expected)
