@@ -360,6 +360,16 @@ def test_assemble_with_a_missing_part_raises_and_leaves_no_final(storage):
         assert storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", []) == []
 
 
+def test_assemble_of_one_missing_part_raises_and_leaves_no_final(storage):
+    file_id = uuid.uuid4()
+
+    with pytest.raises(ObjectMissing):
+        storage.assemble_final(file_id, "x.bin", [f"tmp/{uuid.uuid4()}/000001-gone.part"])
+
+    with pytest.raises(ObjectMissing):
+        storage.open(f"files/{file_id}/x.bin")
+
+
 def test_assemble_refuses_foreign_part_keys(storage):
     with pytest.raises(InvalidStorageKey):
         storage.assemble_final(uuid.uuid4(), "x.bin", ["tmp/../files/x"])
