@@ -79,10 +79,15 @@ def client(endpoint: str, token: str, files: list[Path], *, concurrency: int, pa
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+GUNICORN_CONF = PROJECT / "boot" / "gunicorn.conf.py"
+
+
 def portal_command(port: int) -> list[str]:
-    conf = PROJECT / "boot" / "gunicorn.conf.py"
-    if conf.exists():
-        return [sys.executable, "-m", "gunicorn", "-c", str(conf), "--bind", f"127.0.0.1:{port}"]
+    if GUNICORN_CONF.exists():
+        return [
+            sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF),
+            "--bind", f"127.0.0.1:{port}",
+        ]  # fmt: skip
     return [
         sys.executable, "-m", "gunicorn", "boot.wsgi:application",
         "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread",
@@ -158,7 +163,7 @@ def main():
     print(
         f"setup: tus-js-client (parallelUploads {args.parallel_uploads}), "
         f"{'postgresql' if database_url else 'sqlite'}, filesystem storage, "
-        f"{'boot/gunicorn.conf.py' if len(portal_command(0)) == 6 else 'gunicorn gthread 2x4'}"
+        f"{'boot/gunicorn.conf.py (gevent)' if GUNICORN_CONF.exists() else 'gunicorn gthread 2x4'}"
     )
     labels = {
         "big": f"1 x {args.big_mib} MiB",

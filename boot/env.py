@@ -60,12 +60,22 @@ DATABASE_OPTIONS = {
 
 
 class DatabaseURLValue(_EnvNamed, values.DatabaseURLValue):
-    """A database URL with ``DATABASE_OPTIONS`` for its engine, where the URL sets none."""
+    """A database URL with ``DATABASE_OPTIONS`` for its engine, where the URL sets none.
+
+    ``pool``: options of a psycopg connection pool (Django's ``"pool"`` option) for a
+    PostgreSQL URL; other engines have none.
+    """
+
+    def __init__(self, *args, pool: dict | None = None, **kwargs):
+        self.pool = pool
+        super().__init__(*args, **kwargs)
 
     def setup(self, name):
         databases = super().setup(name)
         for database in databases.values():
             options = DATABASE_OPTIONS.get(database["ENGINE"], {})
+            if self.pool and database["ENGINE"] == "django.db.backends.postgresql":
+                options = {**options, "pool": self.pool}
             database["OPTIONS"] = {**options, **database.get("OPTIONS", {})}
         return databases
 

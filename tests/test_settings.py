@@ -225,6 +225,18 @@ def test_postgres_url_gets_a_bounded_connect_timeout_unless_it_sets_one():
     assert database_options(f"{DATABASE_URL}?connect_timeout=1") == {"connect_timeout": 1}
 
 
+def test_production_postgres_borrows_connections_from_a_pool_other_configurations_do_not():
+    options = database_options(DATABASE_URL, "Production")
+
+    assert options["connect_timeout"] == 5
+    assert {name: options["pool"][name] for name in ("min_size", "max_size", "timeout")} == {
+        "min_size": 2,
+        "max_size": 10,
+        "timeout": 10,
+    }
+    assert "pool" not in database_options(DATABASE_URL, "Test")
+
+
 def test_a_database_that_accepts_and_never_answers_fails_the_connect_instead_of_hanging():
     listener = SilentServer()
     try:

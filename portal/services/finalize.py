@@ -2,12 +2,14 @@
 
 Three steps, so that no storage call runs inside a transaction:
 
-1. a short transaction locks the session and checks it can be finalized (all
-   parts present, still active) and reads the part keys in order;
+1. plain reads check the session can be finalized (all parts present, still
+   active) and read the part keys in order — no lock: a counted part never
+   changes while its session is active, and step 3 checks the session again
+   under its lock; an activity older than a minute is renewed first;
 2. the adapter assembles the final object outside any transaction, at a key
    derived from the file id, so a retry or a concurrent call overwrites the same
    object with the same bytes;
-3. a second short transaction locks the session again and, only if it is still
+3. a short transaction locks the session and, only if it is still
    active, marks file and session and writes the outbox event.
 
 Concurrent calls may both assemble, but step 3 lets exactly one of them commit:
@@ -15,6 +17,8 @@ one stored file and one event; the others answer with that result.
 """
 
 import re
+from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import F
@@ -46,6 +50,8 @@ from portal.storage import StorageAdapter, StoredObject, get_storage
 log = get_logger(__name__)
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+# Finalize renews an activity older than this; the TTL is hours, assembly seconds.
+ACTIVITY_RESOLUTION = timedelta(minutes=1)
 CHECKSUM_MISMATCH = "checksum_mismatch"
 
 
@@ -71,49 +77,84 @@ def finalize_session(
     ``sha256`` (lowercase hex), when given, must match the assembled file; if it
     does not, the session fails with ``failure_reason="checksum_mismatch"``.
     """
+    session = store_session(
+        user=user, session_id=session_id, sha256=sha256, storage=storage, now=now
+    )
+    return describe_session(session)
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """The SHA-256 of exactly the bytes of ``part_keys``, in order, hashed as they were
+    written (tus, when one PATCH carries a whole upload)."""
+
+    sha256: str
+    part_keys: tuple[str, ...]
+
+
+def store_session(
+    *,
+    user,
+    session_id,
+    sha256: str | None = None,
+    streamed: Streamed | None = None,
+    storage: StorageAdapter | None = None,
+    now=None,
+) -> UploadSession:
+    """``finalize_session`` without describing the result: the session as committed.
+
+    When the session's parts are exactly ``streamed.part_keys`` (no other writer
+    counted one), ``streamed.sha256`` is the file's and the file is not read back.
+    """
     now = now or timezone.now()
     storage = storage or get_storage()
-    session, part_keys = _claim(user=user, session_id=session_id, sha256=sha256, now=now)
+    session, rows = _claim(user=user, session_id=session_id, sha256=sha256, now=now)
     if session.status == UploadSession.Status.COMPLETE:
-        return describe_session(session)
-
+        return session
+    part_keys = tuple(key for key, _ in rows)
+    known = streamed.sha256 if streamed and streamed.part_keys == part_keys else ""
+    if len(rows) == 1:  # a one-part file is its part: the part's hash is the file's
+        known = rows[0][1]
     try:
         assembled = storage.assemble_final(
-            session.file_id, session.file.original_filename, part_keys
+            session.file_id, session.file.original_filename, list(part_keys), sha256=known
         )
     except ObjectMissing as exc:
         _forget_missing_part(session, exc, now=now)
     try:
-        session = _commit(user, session, assembled, sha256=sha256, storage=storage, now=now)
+        return _commit(user, session, assembled, sha256=sha256, storage=storage, now=now)
     except SessionGone:
         # Aborted or failed meanwhile: the object belongs to no stored file.
         _delete_final(storage, assembled.key)
         raise
-    return describe_session(session)
 
 
-def _claim(*, user, session_id, sha256, now) -> tuple[UploadSession, list[str]]:
-    with transaction.atomic():
-        session = get_owned_session(user=user, session_id=session_id, for_update=True)
-        if session.status == UploadSession.Status.COMPLETE:
-            _check_client_sha256(session.file, sha256)
-            return session, []
-        ensure_accepts_writes(session, now=now)
+def _claim(*, user, session_id, sha256, now) -> tuple[UploadSession, list[tuple[str, str]]]:
+    """The checked session and its parts' ``(temp key, sha256)`` in order."""
+    session = get_owned_session(user=user, session_id=session_id)
+    if session.status == UploadSession.Status.COMPLETE:
+        _check_client_sha256(session.file, sha256)
+        return session, []
+    ensure_accepts_writes(session, now=now)
+    if session.last_activity_at < now - ACTIVITY_RESOLUTION:
         # Finalizing is activity: the TTL cannot run out while the file is assembled.
-        UploadSession.objects.filter(pk=session.pk).update(last_activity_at=now, updated_at=now)
-        rows = list(
-            UploadPart.objects.filter(session=session)
-            .order_by("part_number")
-            .values_list("part_number", "temp_storage_key")
-        )
-    received = {number for number, _ in rows}
+        # (A part counted in the last minute, as tus's last one just was, renewed it.)
+        UploadSession.objects.filter(
+            pk=session.pk, status__in=UploadSession.ACTIVE_STATUSES
+        ).update(last_activity_at=now, updated_at=now)
+    rows = list(
+        UploadPart.objects.filter(session=session)
+        .order_by("part_number")
+        .values_list("part_number", "temp_storage_key", "sha256")
+    )
+    received = {number for number, _, _ in rows}
     missing = [n for n in range(1, session.total_parts + 1) if n not in received]
     if missing:
         ranges = compact_ranges(missing)
         raise Conflict(
             f"Parts {ranges} have not been received.", code="missing_parts", missing_parts=ranges
         )
-    return session, [key for _, key in rows]
+    return session, [(key, digest) for _, key, digest in rows]
 
 
 def _forget_missing_part(session: UploadSession, missing: ObjectMissing, *, now):
@@ -179,7 +220,8 @@ def _commit(user, session, assembled: StoredObject, *, sha256, storage, now) -> 
         storage_key=assembled.key,
     )
     counters.session_finished("complete")
-    locked.refresh_from_db()
+    # As _store wrote them: the row needs no second read.
+    locked.status, locked.finished_at, locked.updated_at = UploadSession.Status.COMPLETE, now, now
     return locked
 
 

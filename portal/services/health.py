@@ -242,6 +242,9 @@ def _probe_connection(alias: str, timeout: float):
             # Django's own health check would cost a second round trip; _check_database
             # replaces a dropped connection itself.
             settings_dict["CONN_HEALTH_CHECKS"] = False
+            # Its own connection, not one borrowed from the requests' pool (which a
+            # burst of requests may have taken, and whose connect time is not bounded).
+            settings_dict["OPTIONS"].pop("pool", None)
             db = load_backend(settings_dict["ENGINE"]).DatabaseWrapper(settings_dict, alias)
             if db.vendor == "postgresql":
                 _bound_postgres_time(settings_dict["OPTIONS"], timeout)

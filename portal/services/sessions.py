@@ -177,11 +177,14 @@ def get_owned_session(*, user, session_id, for_update: bool = False) -> UploadSe
 
 
 def describe_session(session: UploadSession, *, created: bool = False) -> SessionStatus:
+    # Parts are counted in the transaction that records them: none counted, none to read.
     numbers = (
         UploadPart.objects.filter(session=session)
         .order_by("part_number")
         .values_list("part_number", flat=True)
         .iterator()
+        if session.completed_parts
+        else ()
     )
     stored = session.status == UploadSession.Status.COMPLETE
     return SessionStatus(

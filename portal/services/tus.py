@@ -9,7 +9,8 @@ key of the next part number) that the ``TusUpload`` row points at. The next PATC
 reads that tail back in front of its own bytes, so ``offset = bytes_received +
 tail_size`` is always exactly what storage durably holds (PEP 0024). A PATCH with ``Upload-Checksum``
 writes all its objects first and counts none of them unless the body matches.
-Reaching ``Upload-Length`` finalizes through ``finalize.finalize_session``.
+Reaching ``Upload-Length`` finalizes (``finalize.store_session``), with the SHA-256 of a
+PATCH that carried the whole upload, so the file is not read back to hash it.
 Concatenation moves complete partials' part rows onto one new session (PEP 0024).
 """
 
@@ -35,8 +36,8 @@ from portal.exceptions import (
 )
 from portal.logs import get_logger
 from portal.models import TusUpload, UploadFile, UploadPart, UploadSession
-from portal.services.chunks import accept_part, discard, expected_part_size
-from portal.services.finalize import finalize_session
+from portal.services.chunks import accept_part, discard, expected_part_size, release_connections
+from portal.services.finalize import Streamed, store_session
 from portal.services.sessions import (
     SessionRequest,
     abort_session,
@@ -46,6 +47,7 @@ from portal.services.sessions import (
     get_owned_session,
     parse_session_id,
 )
+from portal.services.tus_body import PatchBody, Piece
 from portal.storage import StorageAdapter, StoredObject, get_storage
 
 log = get_logger(__name__)
@@ -143,7 +145,7 @@ def get_upload(*, user, upload_id, storage: StorageAdapter | None = None, now=No
         ensure_accepts_writes(session, now=now or timezone.now())  # 410 when gone
     state = _state(session, tus)
     if not state.complete and not tus.is_partial and state.offset == state.length:
-        finalize_session(user=user, session_id=session.pk, storage=storage, now=now)
+        store_session(user=user, session_id=session.pk, storage=storage, now=now)
         session, tus = _get(user, upload_id)
         state = _state(session, tus)
     return state
@@ -228,7 +230,7 @@ def create_final(
         UploadFile.objects.filter(session__pk__in=ids).delete()
         TusUpload.objects.create(session=final, metadata=metadata.raw, is_final=True)
     log.info("tus.concatenated", session_id=str(final.pk), partials=len(ids), size_bytes=total)
-    finalize_session(user=user, session_id=final.pk, storage=storage, now=now)
+    store_session(user=user, session_id=final.pk, storage=storage, now=now)
     return get_upload(user=user, upload_id=final.pk)
 
 
@@ -247,50 +249,6 @@ def _complete_partial(user, pk, *, now, for_update=False) -> UploadSession:
 
 
 # -- PATCH -----------------------------------------------------------------
-
-
-class _Body:
-    """The PATCH body, read at most ``length`` bytes, hashed when a checksum is sent."""
-
-    def __init__(self, stream: BinaryIO, length: int, checksum: Checksum | None):
-        self.stream = stream
-        self.left = length
-        self.hash = CHECKSUM_ALGORITHMS[checksum.algorithm]() if checksum else None
-        self.ended = False  # the stream ran dry before ``length`` bytes
-
-    def read(self, size: int) -> bytes:
-        if self.left <= 0 or self.ended:
-            return b""
-        try:
-            data = self.stream.read(min(size, self.left))
-        except ConnectionError:  # the client went away: keep what arrived
-            data = b""
-        if not data:
-            self.ended = True
-        self.left -= len(data)
-        if self.hash is not None:
-            self.hash.update(data)
-        return data
-
-
-class _Piece:
-    """Reads an old tail object, then at most ``limit`` bytes of the body."""
-
-    def __init__(self, head: BinaryIO | None, body: _Body, limit: int):
-        self.head, self.body, self.limit = head, body, limit
-
-    def read(self, size: int = -1) -> bytes:
-        if self.head is not None:
-            data = self.head.read(size)
-            if data:
-                return data
-            self.head.close()
-            self.head = None
-        if self.limit <= 0:
-            return b""
-        data = self.body.read(min(size, self.limit) if size > 0 else self.limit)
-        self.limit -= len(data)
-        return data
 
 
 def append(
@@ -325,7 +283,9 @@ def append(
             f"The body would pass Upload-Length ({session.total_size_bytes}).",
             code="upload_length_exceeded",
         )
-    body = _Body(stream, content_length, checksum)
+    whole = content_length == session.total_size_bytes and not tus.is_partial
+    digest = CHECKSUM_ALGORITHMS[checksum.algorithm]() if checksum else None
+    body = PatchBody(stream, content_length, digest, whole=whole)
     written: list[tuple[int, StoredObject, str]] = []  # (part, object, its tail): uncounted
     try:
         _stream_pieces(session, tus, body, written, storage, commit=checksum is None, now=now)
@@ -345,12 +305,14 @@ def append(
     session, tus = _get(user, upload_id)
     state = _state(session, tus)
     if not tus.is_partial and state.offset == state.length and not state.complete:
-        finalize_session(user=user, session_id=session.pk, storage=storage, now=now)
+        # Trusted only if the counted parts are exactly this body's (no PATCH raced it).
+        streamed = Streamed(body.sha256.hexdigest(), tuple(body.keys)) if whole else None
+        store_session(user=user, session_id=session.pk, streamed=streamed, storage=storage, now=now)
         state = replace(state, expires_at=None, complete=True)
     return state
 
 
-def _stream_pieces(session, tus, body: _Body, written, storage, *, commit: bool, now) -> None:
+def _stream_pieces(session, tus, body: PatchBody, written, storage, *, commit: bool, now) -> None:
     """Cut the body at part boundaries into new objects (counted now when ``commit``)."""
     number = session.completed_parts + 1
     tail = tus.tail_size if _tail_is_current(session, tus) else 0
@@ -358,7 +320,10 @@ def _stream_pieces(session, tus, body: _Body, written, storage, *, commit: bool,
     while body.left > 0 and not body.ended:
         expected = expected_part_size(session, number)
         head = _open_tail(session, tus, head_key, storage) if head_key else None
-        piece = _Piece(head, body, expected - tail)
+        # The body may take minutes to arrive: hold no database connection meanwhile
+        # (as receive_part), or slow clients take all of them.
+        release_connections()
+        piece = Piece(head, body, expected - tail)
         try:
             stored = storage.write_temp_part(session.pk, number, piece, max_bytes=expected)
         except PartTooLarge:  # the old tail and the body are bounded: cannot happen
@@ -367,6 +332,7 @@ def _stream_pieces(session, tus, body: _Body, written, storage, *, commit: bool,
             if piece.head is not None:
                 piece.head.close()
         written.append((number, stored, head_key))
+        body.keys.append(stored.key)
         if commit:
             _commit(session, tus, number, stored, base=head_key, storage=storage, now=now)
             written.pop()

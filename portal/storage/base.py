@@ -65,8 +65,14 @@ class StorageAdapter(Protocol):
         """Yield every object under the final prefix (whatever its shape), one page of at
         most ``page_size`` at a time, in no promised order; memory stays one page."""
 
-    def assemble_final(self, file_id, filename: str, part_keys: list[str]) -> StoredObject:
-        """Concatenate temp parts, in the given order, into the final object (with SHA-256)."""
+    def assemble_final(
+        self, file_id, filename: str, part_keys: list[str], *, sha256: str = ""
+    ) -> StoredObject:
+        """Concatenate temp parts, in the given order, into the final object (with SHA-256).
+
+        ``sha256``, when the caller already hashed exactly these bytes in this order,
+        is taken as the final object's digest instead of reading the object back.
+        """
 
     def delete_final(self, key: str) -> None:
         """Delete a final object; missing counts as deleted."""

@@ -29,12 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from storages.backends.s3 import S3Storage as DjangoStoragesS3
 
 from portal import conf
-from portal.exceptions import (
-    InvalidStorageKey,
-    ObjectMissing,
-    PartTooLarge,
-    StorageUnavailable,
-)
+from portal.exceptions import InvalidStorageKey, ObjectMissing, PartTooLarge, StorageUnavailable
 from portal.logs import get_logger
 from portal.storage import base, keys
 from portal.storage.base import COPY_BUFFER_SIZE, DELETE_BATCH_SIZE, DeleteResult, StoredObject
@@ -172,15 +167,15 @@ class S3Storage:
             if not completed:
                 self._abort_multipart(key, upload_id)
 
-    def assemble_final(self, file_id, filename, part_keys):
+    def assemble_final(self, file_id, filename, part_keys, *, sha256=""):
         """Copy the temp parts, in order, into the final object, inside S3.
 
         Several parts become one multipart upload of ``UploadPartCopy`` calls and one
         part a ``CopyObject``, so no byte passes through the portal for the copy. The
-        SHA-256 of the whole file cannot be composed from the parts' hashes (SHA-256
-        is not a combinable checksum), so it comes from one streamed read of the final
-        object afterwards. If S3 refuses the copy because a part other than the last
-        is under its 5 MiB minimum, the parts are streamed through instead.
+        SHA-256 of the whole file cannot be composed from the parts' hashes, so unless
+        the caller knows it (``sha256``) it comes from one streamed read of the final
+        object. If S3 refuses the copy because a part other than the last is under
+        its 5 MiB minimum, the parts are streamed through instead.
         """
         key = keys.final_key(self.final_prefix, file_id, filename)
         keys.validate_key(key, self.final_prefix)
@@ -193,7 +188,7 @@ class S3Storage:
             reader = _MeteredReader(_ChainedReader(self, part_keys), max_bytes=None)
             self._upload(key, reader)
             return StoredObject(key=key, size=reader.size, sha256=reader.sha256)
-        size, digest = self._hash(key)
+        size, digest = (self._size(key), sha256) if sha256 else self._hash(key)
         return StoredObject(key=key, size=size, sha256=digest)
 
     def _copy_object(self, source: str, key: str) -> None:
@@ -232,6 +227,12 @@ class S3Storage:
                 raise ObjectMissing(source or key) from exc
             raise StorageUnavailable(f"cannot assemble {key}: {_reason(exc)}") from exc
         return True
+
+    def _size(self, key: str) -> int:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
+        except S3_ERRORS as exc:
+            raise StorageUnavailable(f"cannot read {key}: {_reason(exc)}") from exc
 
     def _hash(self, key: str) -> tuple[int, str]:
         digest = hashlib.sha256()

@@ -7,10 +7,10 @@ import pytest
 from django.db import connection
 
 from portal.exceptions import ChecksumMismatch, Conflict
-from portal.models import OutboxDelivery, OutboxEvent, UploadFile, UploadSession
+from portal.models import OutboxDelivery, OutboxEvent, UploadFile, UploadPart, UploadSession
 from portal.schemas import SessionRequest
 from portal.services.chunks import receive_part
-from portal.services.finalize import finalize_session
+from portal.services.finalize import Streamed, finalize_session, store_session
 from portal.services.sessions import create_session
 from tests.api.conftest import sha256
 from tests.factories import make_user
@@ -104,6 +104,24 @@ def test_a_wrong_sha256_on_a_complete_session_changes_nothing(fs_storage):
 
     assert UploadSession.objects.get().status == "complete"
     assert UploadFile.objects.get().status == "stored"
+
+
+@pytest.mark.django_db
+def test_a_streamed_sha256_is_taken_only_for_exactly_the_parts_it_covers(fs_storage):
+    data = b"abcdefgh"  # two parts
+    user, session_id = upload(data)
+    keys = tuple(
+        UploadPart.objects.order_by("part_number").values_list("temp_storage_key", flat=True)
+    )
+    other_user, other_id = upload(data, user=make_user("alice"))
+
+    # Someone else's parts (a racing writer counted one): the file is hashed again.
+    store_session(user=other_user, session_id=other_id, streamed=Streamed("e" * 64, keys[::-1]))
+    # These parts, in order: the digest is taken as it is, the file not read back.
+    store_session(user=user, session_id=session_id, streamed=Streamed("e" * 64, keys))
+
+    assert UploadFile.objects.get(session__pk=other_id).sha256 == sha256(data)
+    assert UploadFile.objects.get(session__pk=session_id).sha256 == "e" * 64
 
 
 @pytest.mark.postgres

@@ -1,5 +1,6 @@
 """One contract, both adapters: every test runs on the filesystem and on S3 (moto's server)."""
 
+import errno
 import hashlib
 import io
 import os
@@ -315,6 +316,29 @@ def test_assemble_one_part(storage):
     assert read_all(storage, final.key) == b"only part"
 
 
+def test_assemble_takes_a_known_sha256_without_reading_the_file_back(storage):
+    # Parts S3 can copy (a streamed fallback hashes on the way and needs no read-back).
+    data = [generated_bytes(5 * MiB), b"cd"]
+    parts = [write(storage, chunk, n) for n, chunk in enumerate(data, start=1)]
+    claimed = "f" * 64  # not the bytes' digest: proves the adapter did not hash them
+
+    final = storage.assemble_final(uuid.uuid4(), "a.bin", [p.key for p in parts], sha256=claimed)
+
+    assert (final.size, final.sha256) == (5 * MiB + 2, claimed)
+    assert read_all(storage, final.key) == b"".join(data)
+
+
+def test_a_one_part_file_outlives_the_deleted_part(storage):
+    part = write(storage, b"only part")
+    final = storage.assemble_final(uuid.uuid4(), "one.txt", [part.key])
+
+    storage.delete_many([part.key])
+
+    assert read_all(storage, final.key) == b"only part"
+    with pytest.raises(ObjectMissing):
+        storage.open(part.key)
+
+
 def test_assemble_no_parts_gives_an_empty_file(storage):
     final = storage.assemble_final(uuid.uuid4(), "empty.txt", [])
 
@@ -334,6 +358,16 @@ def test_assemble_with_a_missing_part_raises_and_leaves_no_final(storage):
         storage.open(f"files/{file_id}/x.bin")
     if storage.backend == "s3":
         assert storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", []) == []
+
+
+def test_assemble_of_one_missing_part_raises_and_leaves_no_final(storage):
+    file_id = uuid.uuid4()
+
+    with pytest.raises(ObjectMissing):
+        storage.assemble_final(file_id, "x.bin", [f"tmp/{uuid.uuid4()}/000001-gone.part"])
+
+    with pytest.raises(ObjectMissing):
+        storage.open(f"files/{file_id}/x.bin")
 
 
 def test_assemble_refuses_foreign_part_keys(storage):
@@ -383,6 +417,34 @@ def test_filesystem_write_to_an_unwritable_root_raises_storage_unavailable(tmp_p
 
     with pytest.raises(StorageUnavailable):
         FilesystemStorage(root=root).write_temp_part(uuid.uuid4(), 1, io.BytesIO(b"x"), max_bytes=1)
+
+
+def test_filesystem_one_part_file_is_a_fresh_link_not_a_copy(fs_storage):
+    part = write(fs_storage, b"only part")
+    old = (NOW - timedelta(days=2)).timestamp()
+    os.utime(fs_storage.root / part.key, (old, old))
+
+    final = fs_storage.assemble_final(uuid.uuid4(), "one.txt", [part.key])
+
+    stat = (fs_storage.root / final.key).stat()
+    assert stat.st_ino == (fs_storage.root / part.key).stat().st_ino
+    # Reconcile's orphan grace counts from the final object's mtime: it is now.
+    assert stat.st_mtime > datetime.now(UTC).timestamp() - 60
+
+
+@pytest.mark.parametrize("refused", ["link", "copy_file_range"])
+def test_filesystem_assembles_by_copying_where_the_kernel_cannot(fs_storage, monkeypatch, refused):
+    def unsupported(*args):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, refused, unsupported)
+    for data in ([b"only part"], [b"ab", b"cd", b"e"]):
+        parts = [write(fs_storage, chunk, n) for n, chunk in enumerate(data, start=1)]
+
+        final = fs_storage.assemble_final(uuid.uuid4(), "a.bin", [p.key for p in parts])
+
+        assert read_all(fs_storage, final.key) == b"".join(data)
+        assert final.sha256 == hashlib.sha256(b"".join(data)).hexdigest()
 
 
 CLIENT_SETTINGS = {

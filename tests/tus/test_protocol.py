@@ -76,6 +76,26 @@ def test_upload_in_patches_of_any_size_maps_offsets_to_parts(tus, fs_storage):
     assert head["Upload-Offset"] == head["Upload-Length"] == str(len(DATA))
 
 
+def test_one_patch_of_the_whole_upload_hands_finalize_its_sha256(tus, fs_storage, monkeypatch):
+    assemble, seen = type(fs_storage).assemble_final, []
+
+    def spy(self, *args, sha256=""):
+        seen.append(sha256)
+        return assemble(self, *args, sha256=sha256)
+
+    monkeypatch.setattr(type(fs_storage), "assemble_final", spy)
+    whole = path_of(tus.create(len(DATA)))
+    tus.patch(whole, 0, DATA)
+    resumed = path_of(tus.create(len(DATA)))
+    tus.patch(resumed, 0, DATA[:20])
+    tus.patch(resumed, 20, DATA[20:])
+
+    # Seven parts each time: the whole PATCH hashed the file on the way; the resumed
+    # one's file was hashed by the adapter.
+    assert seen == [hashlib.sha256(DATA).hexdigest(), ""]
+    assert [e.payload["file"]["sha256"] for e in stored_events()] == [seen[0]] * 2
+
+
 def test_creation_with_upload_and_metadata_echo(tus, fs_storage):
     raw = metadata(filename="notes.txt", filetype="text/plain", retention_class="general")
     created = tus.create(len(DATA), body=DATA[:20], **{"Upload-Metadata": raw})
