@@ -179,11 +179,13 @@ def test_a_row_another_run_holds_is_not_waited_for_and_stays_stored(fs_storage):
     require(uses_postgres(), "needs PostgreSQL: set DATABASE_URL=postgres://...")
     held, free = (stored_file(fs_storage, stored_at=timezone.now() - LATER) for _ in range(2))
 
-    with row_locked(UploadFile.objects.filter(pk=held.pk)):
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout TO '5s'")  # a wait fails the test, not hangs it
-        now = timezone.now()
-        result = reconcile_storage(now=now, storage=fs_storage)
+    with row_locked(UploadFile.objects.filter(pk=held.pk)), connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout TO '5s'")  # a wait fails the test, not hangs it
+        try:
+            now = timezone.now()
+            result = reconcile_storage(now=now, storage=fs_storage)
+        finally:
+            cursor.execute("RESET lock_timeout")
 
     assert (result.missing, result.failed, result.kept) == (0, 0, 2)
     held.refresh_from_db()
