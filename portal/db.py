@@ -65,15 +65,27 @@ def claim_batch(
     return rows
 
 
-def _claim_batch_postgresql(queryset, size, values, order_by, returning, foreign_key, related):
+def claim_batch_sql(queryset, *, size, values, order_by="pk", returning=()) -> tuple[str, list]:
+    """PostgreSQL: ``claim_batch``'s one statement, ``UPDATE … RETURNING`` the pk and the
+    ``returning`` fields' columns, for a caller that builds on it in a ``WITH`` query."""
     model = queryset.model
     locked = queryset.order_by(order_by).select_for_update(skip_locked=True, of=("self",))
     select_sql, select_params = locked.values("pk")[:size].query.sql_with_params()
-    pk = _qn(model._meta.pk.column)
-    returned = ", ".join([pk, *(_qn(model._meta.get_field(f).column) for f in returning)])
-    update_sql, params = _update_sql(model, values, f"{pk} = ANY(ARRAY({select_sql}))")
-    params = [*params, *select_params]
-    sql = f"{update_sql} RETURNING {returned}"
+    where = f"{_qn(model._meta.pk.column)} = ANY(ARRAY({select_sql}))"
+    update_sql, params = _update_sql(model, values, where)
+    return f"{update_sql} RETURNING {_returned(model, returning)}", [*params, *select_params]
+
+
+def _returned(model, returning) -> str:
+    return ", ".join(
+        _qn(f.column) for f in [model._meta.pk, *map(model._meta.get_field, returning)]
+    )
+
+
+def _claim_batch_postgresql(queryset, size, values, order_by, returning, foreign_key, related):
+    sql, params = claim_batch_sql(
+        queryset, size=size, values=values, order_by=order_by, returning=returning
+    )
     if foreign_key:
         target = _qn(foreign_key.column)
         related_sql, related_params = _update_sql(
@@ -82,8 +94,8 @@ def _claim_batch_postgresql(queryset, size, values, order_by, returning, foreign
             f"{_qn(foreign_key.target_field.column)} = ANY(ARRAY(SELECT {target} FROM batch))",
         )
         sql = (
-            f"WITH batch AS ({update_sql} RETURNING {returned}, {target}),"
-            f" related AS ({related_sql}) SELECT {returned} FROM batch"
+            f"WITH batch AS ({sql}, {target}),"
+            f" related AS ({related_sql}) SELECT {_returned(queryset.model, returning)} FROM batch"
         )
         params = [*params, *related_params]
     with connection.cursor() as cursor:
@@ -102,6 +114,30 @@ def _update_sql(model, values: dict, where: str) -> tuple[str, list]:
 
 def _qn(name: str) -> str:
     return connection.ops.quote_name(name)
+
+
+def with_ids_sql(rows: str, ids: list) -> tuple[str, list]:
+    """PostgreSQL: the relation ``rows`` with one of ``ids`` (made in Python, UUIDv7 like
+    every row's) as column ``new_id`` on each row, at most ``len(ids)`` rows: the source
+    of an ``INSERT … SELECT`` that writes new rows from rows of the same statement."""
+    return (
+        f"(SELECT r.*, ids.new_id FROM (SELECT *, row_number() OVER () AS row_n FROM {rows}) r"
+        " JOIN unnest(%s::uuid[]) WITH ORDINALITY AS ids(new_id, row_n)"
+        " ON ids.row_n = r.row_n)",
+        [ids],
+    )
+
+
+def iso_sql(timestamp: str) -> str:
+    """PostgreSQL: the SQL timestamp ``timestamp`` as text, exactly as Python's
+    ``isoformat()`` writes a UTC datetime (microseconds only when there are some);
+    NULL stays NULL. For payloads built in the database that must equal Python's."""
+    utc = f"(({timestamp}) AT TIME ZONE 'UTC')"
+    return (
+        f"(to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN"
+        f" mod(extract(microseconds FROM {utc}), 1000000) = 0 THEN ''"
+        f" ELSE to_char({utc}, '.US') END || '+00:00')"
+    )
 
 
 @contextmanager

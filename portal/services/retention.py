@@ -24,16 +24,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, Max, Min, Sum, Value
 from django.utils import timezone
 
-from portal.db import claim_batch
+from portal.db import claim_batch, committed_asynchronously
 from portal.exceptions import RetentionRefused, StorageError
 from portal.logs import get_logger
 from portal.models import FileDeletion, RetentionPolicy, UploadFile
 from portal.services.cleanup_context import CleanupContext, StepResult, StepTally, cleanup_step
-from portal.services.outbox import emit_events
+from portal.services.outbox import emit_events, events_emitted
+from portal.services.retention_batches import (
+    AGGREGATE_TYPE,
+    FILE_FIELDS,
+    notify_batch,
+    record_batch,
+)
 from portal.services.sessions import FileInfo
 from portal.storage import get_storage
 
@@ -41,24 +47,6 @@ log = get_logger(__name__)
 
 # How long a deletion claim protects a file from other runs (and from a new hold).
 DELETION_CLAIM_TTL = timedelta(minutes=5)
-AGGREGATE_TYPE = "upload_file"
-# Final objects deleted at once (S3 takes one request per object).
-DELETE_CONCURRENCY = 8
-
-# What a claim reads of each file: enough for the event payloads and the proof.
-FILE_FIELDS = (
-    "original_filename",
-    "content_type",
-    "size_bytes",
-    "sha256",
-    "storage_backend",
-    "storage_bucket",
-    "storage_key",
-    "retention_policy",
-    "stored_at",
-    "expires_at",
-    "expiring_notified_at",
-)
 
 
 @dataclass(frozen=True)
@@ -126,30 +114,35 @@ def notify_expiring_files(ctx: CleanupContext) -> StepResult:
     due = notice_due(now)
     if ctx.dry_run:
         return StepResult(notified=due.count(), dry_run=True)
-    policies = _policies()
+    values = {"expiring_notified_at": now, "updated_at": now}
     notified = 0
     while True:
         with transaction.atomic():
             # Notified rows leave the partial index: each batch is the head of what is left.
-            rows = claim_batch(
-                due,
-                order_by="expires_at",
-                size=ctx.batch_size,
-                values={"expiring_notified_at": now, "updated_at": now},
-                returning=FILE_FIELDS,
-            )
-            claimed = [_Claimed(*row) for row in rows]
-            emit_events(
-                event_type="file.expiring",
-                aggregate_type=AGGREGATE_TYPE,
-                events=(_expiring_event(file, policies, now) for file in claimed),
-                now=now,
-            )
-        if not rows:
+            if connection.vendor == "postgresql":
+                file_ids, event_ids = notify_batch(due, size=ctx.batch_size, values=values, now=now)
+                events_emitted("file.expiring", event_ids, now=now)
+            else:
+                file_ids = _notify_batch(due, size=ctx.batch_size, values=values, now=now)
+        if not file_ids:
             break
-        notified += len(rows)
-        log.info("file.expiring", count=len(rows), file_ids=[str(f.pk) for f in claimed])
+        notified += len(file_ids)
+        log.info("file.expiring", count=len(file_ids), file_ids=file_ids)
     return StepResult(notified=notified)
+
+
+def _notify_batch(due, *, size, values, now) -> list[str]:
+    """``notify_batch`` for databases other than PostgreSQL, the events built in Python."""
+    policies = _policies()
+    rows = claim_batch(due, order_by="expires_at", size=size, values=values, returning=FILE_FIELDS)
+    claimed = [_Claimed(*row) for row in rows]
+    emit_events(
+        event_type="file.expiring",
+        aggregate_type=AGGREGATE_TYPE,
+        events=(_expiring_event(file, policies, now) for file in claimed),
+        now=now,
+    )
+    return [str(file.pk) for file in claimed]
 
 
 def _expiring_event(file: _Claimed, policies: dict, now) -> tuple:
@@ -189,7 +182,8 @@ def delete_expired_files(ctx: CleanupContext) -> StepResult:
         # The run's clock moves on, so claims stay meaningful during long runs.
         current = now + timedelta(seconds=time.monotonic() - started)
         due = deletion_due(now, claims_at=current)
-        with transaction.atomic():
+        # A claim lost to a server crash is only redone (PEP 0025, "Deletion claims").
+        with committed_asynchronously():
             # In id order over the partial index of notified files, from the last batch
             # on: a refused file, released for the next run, is not taken again in this one.
             rows = claim_batch(
@@ -228,29 +222,11 @@ def delete_expired_files(ctx: CleanupContext) -> StepResult:
 
 
 def _delete_objects(storage, files: list[_Claimed]) -> tuple[set, dict]:
-    """Delete each file's final object (missing counts as deleted), a few at a time: one
-    request per object on S3, so they go out in parallel.
-
-    Returns the ids whose object is gone and ``{id: reason}`` of those storage refused.
-    """
-
-    def delete(file):
-        try:
-            storage.delete_final(file.storage_key)
-        except StorageError as exc:
-            return file.pk, str(exc)
-        return file.pk, None
-
-    gone, refused = set(), {}
-    with ThreadPoolExecutor(max_workers=DELETE_CONCURRENCY) as pool:
-        # Each call in its own copy of this thread's context (log lines keep the run id).
-        calls = [pool.submit(contextvars.copy_context().run, delete, file) for file in files]
-        for pk, error in (call.result() for call in calls):
-            if error is None:
-                gone.add(pk)
-            else:
-                refused[pk] = error
-    return gone, refused
+    """Delete the files' final objects (missing counts as deleted), in the adapter's
+    batches. Returns the ids whose object is gone and ``{id: reason}`` of those refused."""
+    result = storage.delete_final_many([file.storage_key for file in files])
+    refused = {f.pk: result.errors[f.storage_key] for f in files if f.storage_key in result.errors}
+    return {file.pk for file in files} - refused.keys(), refused
 
 
 def _release(ids) -> None:
@@ -268,41 +244,36 @@ def record_deletions(
         return []
     by_pk = {file.pk: file for file in files}
     username = actor.get_username() if actor else ""
+    values = {
+        "status": UploadFile.Status.DELETED,
+        "deleted_at": now,
+        "retention_claimed_until": None,
+        "updated_at": now,
+    }
     with transaction.atomic():
-        rows = claim_batch(
-            UploadFile.objects.stored().filter(pk__any=list(by_pk)),
-            size=len(by_pk),
-            values={
-                "status": UploadFile.Status.DELETED,
-                "deleted_at": now,
-                "retention_claimed_until": None,
-                "updated_at": now,
-            },
-        )
-        recorded = [by_pk[pk] for (pk,) in rows]
-        FileDeletion.objects.bulk_create(
-            _proof(
-                file, policies, now=now, reason=reason, run_id=run_id, username=username, note=note
+        if connection.vendor == "postgresql":
+            flipped, event_ids = record_batch(
+                list(by_pk),
+                values=values,
+                now=now,
+                reason=reason,
+                run_id=run_id,
+                username=username,
+                note=note,
             )
-            for file in recorded
-        )
-        emit_events(
-            event_type="file.deleted",
-            aggregate_type=AGGREGATE_TYPE,
-            events=(
-                (
-                    file.pk,
-                    f"file.deleted:{file.pk}",
-                    {
-                        "file": file.file_info(policies),
-                        "reason": reason,
-                        "deleted_at": now.isoformat(),
-                    },
-                )
-                for file in recorded
-            ),
-            now=now,
-        )
+            events_emitted("file.deleted", event_ids, now=now)
+            recorded = [by_pk[pk] for pk in flipped]
+        else:
+            recorded = _record_batch(
+                by_pk,
+                policies,
+                values=values,
+                now=now,
+                reason=reason,
+                run_id=run_id,
+                username=username,
+                note=note,
+            )
     if recorded:
         log.info(
             "file.deleted",
@@ -310,6 +281,38 @@ def record_deletions(
             count=len(recorded),
             file_ids=[str(file.pk) for file in recorded],
         )
+    return recorded
+
+
+def _record_batch(
+    by_pk, policies, *, values, now, reason, run_id, username, note
+) -> list[_Claimed]:
+    """``record_batch`` for databases other than PostgreSQL, the rows written from Python."""
+    rows = claim_batch(
+        UploadFile.objects.stored().filter(pk__any=list(by_pk)), size=len(by_pk), values=values
+    )
+    recorded = [by_pk[pk] for (pk,) in rows]
+    FileDeletion.objects.bulk_create(
+        _proof(file, policies, now=now, reason=reason, run_id=run_id, username=username, note=note)
+        for file in recorded
+    )
+    emit_events(
+        event_type="file.deleted",
+        aggregate_type=AGGREGATE_TYPE,
+        events=(
+            (
+                file.pk,
+                f"file.deleted:{file.pk}",
+                {
+                    "file": file.file_info(policies),
+                    "reason": reason,
+                    "deleted_at": now.isoformat(),
+                },
+            )
+            for file in recorded
+        ),
+        now=now,
+    )
     return recorded
 
 

@@ -307,10 +307,17 @@ class S3Storage:
     # -- deleting -------------------------------------------------------------
 
     def delete_many(self, keys_to_delete: Iterable[str]) -> DeleteResult:
+        return self._delete_keys(keys_to_delete, self.temp_prefix)
+
+    def delete_final_many(self, keys_to_delete: Iterable[str]) -> DeleteResult:
+        return self._delete_keys(keys_to_delete, self.final_prefix)
+
+    def _delete_keys(self, keys_to_delete: Iterable[str], prefix: str) -> DeleteResult:
+        """DeleteObjects, 1,000 keys a request, of the keys under ``prefix``."""
         deleted, errors, batch = [], {}, []
         for key in keys_to_delete:
             try:
-                batch.append(keys.validate_key(key, self.temp_prefix))
+                batch.append(keys.validate_key(key, prefix))
             except InvalidStorageKey as exc:
                 errors[key] = str(exc)
                 continue

@@ -1,0 +1,87 @@
+"""On PostgreSQL the retention batches build their events and proofs in SQL; they must
+write exactly what the Python path (every other database) writes."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.db.models import JSONField
+from django.db.models.expressions import RawSQL
+
+from portal.models import FileDeletion, OutboxEvent, UploadFile
+from portal.services import retention
+from portal.services.retention import notify_expiring_files, record_deletions
+from portal.services.retention_batches import FILE_FIELDS
+from portal.services.sessions import FileInfo
+from tests.environment import require, uses_postgres
+from tests.retention.helpers import DAY, NOW, stored_file
+
+pytestmark = pytest.mark.django_db
+REASON = FileDeletion.Reason.ERASURE_REQUEST
+
+
+@pytest.fixture
+def varied_files(fs_storage):
+    """Files whose payloads test the SQL rendering: whole and fractional seconds, quotes
+    and non-ASCII in names, no retention class."""
+    require(uses_postgres(), "needs PostgreSQL: set DATABASE_URL=postgres://...")
+    whole = stored_file(fs_storage, stored_at=NOW - 29 * DAY)
+    fraction = stored_file(fs_storage, stored_at=NOW - 29 * DAY + timedelta(microseconds=7))
+    UploadFile.objects.filter(pk=fraction.pk).update(original_filename='Über "q"\\x.pdf')
+    classless = stored_file(fs_storage, stored_at=NOW - 29 * DAY)
+    UploadFile.objects.filter(pk=classless.pk).update(retention_policy=None, expires_at=None)
+    return [whole, fraction, classless]
+
+
+def written(event_type):
+    """Each event's payload by file id, without the event's own id."""
+    events = OutboxEvent.objects.filter(event_type=event_type)
+    return {e.aggregate_id: {**e.payload, "event_id": None} for e in events}
+
+
+def test_file_info_built_in_sql_equals_as_dict(varied_files):
+    info = RawSQL(FileInfo.sql("portal_uploadfile", "'general'"), (), output_field=JSONField())
+    rows = UploadFile.objects.filter(pk__any=[f.pk for f in varied_files]).annotate(info=info)
+    for row in rows:
+        assert row.info == FileInfo.of(row, retention_class="general").as_dict()
+
+
+def test_notices_built_in_sql_equal_the_python_path(varied_files):
+    values = {"expiring_notified_at": NOW, "updated_at": NOW}
+    with transaction.atomic():
+        retention._notify_batch(retention.notice_due(NOW), size=10, values=values, now=NOW)
+        python = written("file.expiring")
+        transaction.set_rollback(True)
+
+    assert notify_expiring_files(now=NOW).notified == 2
+
+    assert written("file.expiring") == python and len(python) == 2
+
+
+def test_deletion_records_built_in_sql_equal_the_python_path(varied_files):
+    UploadFile.objects.update(expiring_notified_at=NOW - 3 * DAY)
+    claimed = [
+        retention._Claimed(f.pk, *(f.serializable_value(name) for name in FILE_FIELDS))
+        for f in UploadFile.objects.order_by("pk")
+    ]
+    options = {"now": NOW, "reason": REASON, "run_id": None, "username": "", "note": "asked"}
+    values = {"status": "deleted", "deleted_at": NOW, "retention_claimed_until": None}
+
+    def proofs():
+        # Ids are new on each path; updated_at is the write's own time.
+        ignored = {"_state": None, "id": None, "updated_at": None}
+        return {p.file_id: {**p.__dict__, **ignored} for p in FileDeletion.objects.all()}
+
+    with transaction.atomic():
+        by_pk = {file.pk: file for file in claimed}
+        retention._record_batch(by_pk, retention._policies(), values=values, **options)
+        python_events, python_proofs = written("file.deleted"), proofs()
+        transaction.set_rollback(True)
+
+    recorded = record_deletions(
+        claimed, policies=retention._policies(), now=NOW, reason=REASON, note="asked"
+    )
+
+    assert len(recorded) == 3 and len(python_proofs) == 3
+    assert written("file.deleted") == python_events
+    assert proofs() == python_proofs
