@@ -379,7 +379,11 @@ def run_child(args):
     n, backend = args.child
     root = tempfile.mkdtemp(prefix="bench-retention-")
     os.environ["PORTAL_STORAGE_ROOT"] = root
-    s3 = start_s3_server("bench-retention", int(n), args.parts, args.s3_port) if backend == "s3" else None
+    s3 = (
+        start_s3_server("bench-retention", int(n), args.parts, args.s3_port)
+        if backend == "s3"
+        else None
+    )
     setup_django(args.log_file)
     try:
         result = run_service(int(n), backend, args.naive, args.parts)
