@@ -50,8 +50,17 @@ DELETION_CLAIM_TTL = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
+class _Target:
+    """A file claimed for deletion: what deleting its object and counting it need."""
+
+    pk: object
+    storage_key: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
 class _Claimed:
-    """One claimed file, as the claim read it."""
+    """One claimed file, as the claim read it (for the payloads and proofs built in Python)."""
 
     pk: object
     original_filename: str
@@ -174,7 +183,6 @@ def delete_expired_files(ctx: CleanupContext) -> StepResult:
             bytes_reclaimed=due.aggregate(total=Sum("size_bytes"))["total"] or 0,
             dry_run=True,
         )
-    policies = _policies()
     started = time.monotonic()
     tally = StepTally()
 
@@ -190,9 +198,9 @@ def delete_expired_files(ctx: CleanupContext) -> StepResult:
                 due.filter(pk__gt=after) if after else due,
                 size=ctx.batch_size,
                 values={"retention_claimed_until": current + DELETION_CLAIM_TTL},
-                returning=FILE_FIELDS,
+                returning=("storage_key", "size_bytes"),
             )
-        return [_Claimed(*row) for row in rows]
+        return [_Target(*row) for row in rows]
 
     with ThreadPoolExecutor(max_workers=1) as storage_worker:
         batch, in_flight = claim_next_batch(), None
@@ -205,7 +213,6 @@ def delete_expired_files(ctx: CleanupContext) -> StepResult:
                 claimed, (gone, refused) = in_flight[0], in_flight[1].result()
                 recorded = record_deletions(
                     [file for file in claimed if file.pk in gone],
-                    policies=policies,
                     now=now,
                     reason=FileDeletion.Reason.RETENTION_EXPIRED,
                     run_id=ctx.run_id,
@@ -221,7 +228,7 @@ def delete_expired_files(ctx: CleanupContext) -> StepResult:
     return tally.result()
 
 
-def _delete_objects(storage, files: list[_Claimed]) -> tuple[set, dict]:
+def _delete_objects(storage, files: list[_Target]) -> tuple[set, dict]:
     """Delete the files' final objects (missing counts as deleted), in the adapter's
     batches. Returns the ids whose object is gone and ``{id: reason}`` of those refused."""
     result = storage.delete_final_many([file.storage_key for file in files])
@@ -235,45 +242,29 @@ def _release(ids) -> None:
 
 
 def record_deletions(
-    files: list[_Claimed], *, policies, now, reason, run_id=None, actor=None, note=""
-) -> list[_Claimed]:
+    files: list[_Target], *, now, reason, run_id=None, actor=None, note=""
+) -> list[_Target]:
     """In one transaction: mark the files (objects already gone) ``deleted``, write one
     ``FileDeletion`` and one ``file.deleted`` each. Returns the files this call recorded;
     a file another call recorded first is left out, so each has exactly one proof."""
     if not files:
         return []
     by_pk = {file.pk: file for file in files}
-    username = actor.get_username() if actor else ""
     values = {
         "status": UploadFile.Status.DELETED,
         "deleted_at": now,
         "retention_claimed_until": None,
         "updated_at": now,
     }
+    username = actor.get_username() if actor else ""
+    options = {"now": now, "reason": reason, "run_id": run_id, "username": username, "note": note}
     with transaction.atomic():
         if connection.vendor == "postgresql":
-            flipped, event_ids = record_batch(
-                list(by_pk),
-                values=values,
-                now=now,
-                reason=reason,
-                run_id=run_id,
-                username=username,
-                note=note,
-            )
+            flipped, event_ids = record_batch(list(by_pk), values=values, **options)
             events_emitted("file.deleted", event_ids, now=now)
-            recorded = [by_pk[pk] for pk in flipped]
         else:
-            recorded = _record_batch(
-                by_pk,
-                policies,
-                values=values,
-                now=now,
-                reason=reason,
-                run_id=run_id,
-                username=username,
-                note=note,
-            )
+            flipped = _record_batch(list(by_pk), values=values, **options)
+    recorded = [by_pk[pk] for pk in flipped]
     if recorded:
         log.info(
             "file.deleted",
@@ -284,14 +275,16 @@ def record_deletions(
     return recorded
 
 
-def _record_batch(
-    by_pk, policies, *, values, now, reason, run_id, username, note
-) -> list[_Claimed]:
+def _record_batch(ids, *, values, now, reason, run_id, username, note) -> list:
     """``record_batch`` for databases other than PostgreSQL, the rows written from Python."""
+    policies = _policies()
     rows = claim_batch(
-        UploadFile.objects.stored().filter(pk__any=list(by_pk)), size=len(by_pk), values=values
+        UploadFile.objects.stored().filter(pk__any=ids),
+        size=len(ids),
+        values=values,
+        returning=FILE_FIELDS,
     )
-    recorded = [by_pk[pk] for (pk,) in rows]
+    recorded = [_Claimed(*row) for row in rows]
     FileDeletion.objects.bulk_create(
         _proof(file, policies, now=now, reason=reason, run_id=run_id, username=username, note=note)
         for file in recorded
@@ -313,7 +306,7 @@ def _record_batch(
         ),
         now=now,
     )
-    return recorded
+    return [file.pk for file in recorded]
 
 
 def _proof(file: _Claimed, policies, *, now, reason, run_id, username, note) -> FileDeletion:
@@ -372,9 +365,7 @@ def erase_file(*, file_id, reason: str, actor=None, storage=None, now=None) -> F
         UploadFile.objects.filter(pk=file_id).update(
             retention_claimed_until=now + DELETION_CLAIM_TTL
         )
-    claimed = _Claimed(
-        upload_file.pk, *(getattr(upload_file, _attname(name)) for name in FILE_FIELDS)
-    )
+    claimed = _Target(upload_file.pk, upload_file.storage_key, upload_file.size_bytes)
     try:
         storage.delete_final(upload_file.storage_key)
     except StorageError:
@@ -382,17 +373,12 @@ def erase_file(*, file_id, reason: str, actor=None, storage=None, now=None) -> F
         raise
     record_deletions(
         [claimed],
-        policies=_policies(),
         now=now,
         reason=FileDeletion.Reason.ERASURE_REQUEST,
         actor=actor,
         note=reason.strip()[:500],
     )
     return FileDeletion.objects.get(file_id=upload_file.pk)
-
-
-def _attname(name: str) -> str:
-    return UploadFile._meta.get_field(name).attname
 
 
 def _ensure_erasable(upload_file, file_id, *, now) -> None:

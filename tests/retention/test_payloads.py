@@ -11,7 +11,6 @@ from django.db.models.expressions import RawSQL
 from portal.models import FileDeletion, OutboxEvent, UploadFile
 from portal.services import retention
 from portal.services.retention import notify_expiring_files, record_deletions
-from portal.services.retention_batches import FILE_FIELDS
 from portal.services.sessions import FileInfo
 from tests.environment import require, uses_postgres
 from tests.retention.helpers import DAY, NOW, stored_file
@@ -60,10 +59,8 @@ def test_notices_built_in_sql_equal_the_python_path(varied_files):
 
 def test_deletion_records_built_in_sql_equal_the_python_path(varied_files):
     UploadFile.objects.update(expiring_notified_at=NOW - 3 * DAY)
-    claimed = [
-        retention._Claimed(f.pk, *(f.serializable_value(name) for name in FILE_FIELDS))
-        for f in UploadFile.objects.order_by("pk")
-    ]
+    files = UploadFile.objects.order_by("pk")
+    targets = [retention._Target(f.pk, f.storage_key, f.size_bytes) for f in files]
     options = {"now": NOW, "reason": REASON, "run_id": None, "username": "", "note": "asked"}
     values = {"status": "deleted", "deleted_at": NOW, "retention_claimed_until": None}
 
@@ -73,14 +70,11 @@ def test_deletion_records_built_in_sql_equal_the_python_path(varied_files):
         return {p.file_id: {**p.__dict__, **ignored} for p in FileDeletion.objects.all()}
 
     with transaction.atomic():
-        by_pk = {file.pk: file for file in claimed}
-        retention._record_batch(by_pk, retention._policies(), values=values, **options)
+        retention._record_batch([f.pk for f in files], values=values, **options)
         python_events, python_proofs = written("file.deleted"), proofs()
         transaction.set_rollback(True)
 
-    recorded = record_deletions(
-        claimed, policies=retention._policies(), now=NOW, reason=REASON, note="asked"
-    )
+    recorded = record_deletions(targets, now=NOW, reason=REASON, note="asked")
 
     assert len(recorded) == 3 and len(python_proofs) == 3
     assert written("file.deleted") == python_events
