@@ -132,12 +132,9 @@ def iso_sql(timestamp: str) -> str:
     """PostgreSQL: the SQL timestamp ``timestamp`` as text, exactly as Python's
     ``isoformat()`` writes a UTC datetime (microseconds only when there are some);
     NULL stays NULL. For payloads built in the database that must equal Python's."""
-    utc = f"(({timestamp}) AT TIME ZONE 'UTC')"
-    return (
-        f"(to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN"
-        f" mod(extract(microseconds FROM {utc}), 1000000) = 0 THEN ''"
-        f" ELSE to_char({utc}, '.US') END || '+00:00')"
-    )
+    # One to_char a value: it is most of the cost of a payload built in SQL.
+    text = f"to_char(({timestamp}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
+    return f"(replace({text}, '.000000', '') || '+00:00')"
 
 
 @contextmanager
