@@ -65,11 +65,17 @@ def claim_batch(
     return rows
 
 
-def claim_batch_sql(queryset, *, size, values, order_by="pk", returning=()) -> tuple[str, list]:
+def claim_batch_sql(
+    queryset, *, size, values, order_by="pk", returning=(), skip_locked=True
+) -> tuple[str, list]:
     """PostgreSQL: ``claim_batch``'s one statement, ``UPDATE … RETURNING`` the pk and the
-    ``returning`` fields' columns, for a caller that builds on it in a ``WITH`` query."""
+    ``returning`` fields' columns, for a caller that builds on it in a ``WITH`` query.
+
+    ``skip_locked=False`` waits for rows another transaction holds, then re-checks them
+    against the queryset: for a conditional update that must not miss a row a
+    concurrent claim holds for an instant (it locks rows it then finds taken)."""
     model = queryset.model
-    locked = queryset.order_by(order_by).select_for_update(skip_locked=True, of=("self",))
+    locked = queryset.order_by(order_by).select_for_update(skip_locked=skip_locked, of=("self",))
     select_sql, select_params = locked.values("pk")[:size].query.sql_with_params()
     where = f"{_qn(model._meta.pk.column)} = ANY(ARRAY({select_sql}))"
     update_sql, params = _update_sql(model, values, where)
@@ -114,18 +120,6 @@ def _update_sql(model, values: dict, where: str) -> tuple[str, list]:
 
 def _qn(name: str) -> str:
     return connection.ops.quote_name(name)
-
-
-def with_ids_sql(rows: str, ids: list) -> tuple[str, list]:
-    """PostgreSQL: the relation ``rows`` with one of ``ids`` (made in Python, UUIDv7 like
-    every row's) as column ``new_id`` on each row, at most ``len(ids)`` rows: the source
-    of an ``INSERT … SELECT`` that writes new rows from rows of the same statement."""
-    return (
-        f"(SELECT r.*, ids.new_id FROM (SELECT *, row_number() OVER () AS row_n FROM {rows}) r"
-        " JOIN unnest(%s::uuid[]) WITH ORDINALITY AS ids(new_id, row_n)"
-        " ON ids.row_n = r.row_n)",
-        [ids],
-    )
 
 
 def iso_sql(timestamp: str) -> str:

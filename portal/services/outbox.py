@@ -6,9 +6,8 @@ from django.db import connection
 from django.utils import timezone
 
 from portal import conf
-from portal.db import with_ids_sql
 from portal.logs import get_logger
-from portal.models import OutboxDelivery, OutboxEvent, WebhookEndpoint, new_id
+from portal.models import NEW_ID_SQL, OutboxDelivery, OutboxEvent, WebhookEndpoint, new_id
 from portal.signals import event_emitted
 
 log = get_logger(__name__)
@@ -106,28 +105,27 @@ def insert_events_sql(
     key: str,
     body: str,
     now,
-    count: int,
 ) -> tuple[str, list]:
     """PostgreSQL: ``INSERT … SELECT … RETURNING id`` of the events ``emit_events`` would
-    write, one per row of ``rows`` (at most ``count``), for a ``WITH`` query whose earlier
-    part makes the change they report. ``rows`` names a relation; ``aggregate_id``,
-    ``key`` (the idempotency key) and ``body`` (a jsonb object) are SQL expressions over
-    its row ``r``, without parameters (put those in ``rows``). Pass the ids returned to
-    ``events_emitted``. The payloads are built where the rows are: none travels to
-    Python and back.
+    write, one per row of ``rows``, for a ``WITH`` query whose earlier part makes the
+    change they report. ``rows`` names a relation; ``aggregate_id``, ``key`` (the
+    idempotency key) and ``body`` (a jsonb object) are SQL expressions over its row
+    ``r``, without parameters (put those in ``rows``). Pass the ids returned to
+    ``events_emitted``. Payloads and ids (``NEW_ID_SQL``) are made where the rows are:
+    nothing travels to Python and back.
     """
     meta, qn = OutboxEvent._meta, connection.ops.quote_name
     names = (*EVENT_COLUMNS, "created_at", "updated_at")
     columns = ", ".join(qn(meta.get_field(name).column) for name in names)
-    source, source_params = with_ids_sql(rows, [new_id() for _ in range(count)])
     sql = (
         f"INSERT INTO {qn(meta.db_table)} ({columns}) "
         "SELECT r.new_id, %s, jsonb_build_object('event_type', %s, 'event_id', r.new_id::text,"
-        f" 'occurred_at', %s) || {body}, %s, {aggregate_id}, {key}, %s, %s FROM {source} r "
+        f" 'occurred_at', %s) || {body}, %s, {aggregate_id}, {key}, %s, %s"
+        f" FROM (SELECT f.*, {NEW_ID_SQL} AS new_id FROM {rows} f) r "
         f"ON CONFLICT ({qn(meta.get_field('idempotency_key').column)}) DO NOTHING "
         f"RETURNING {qn(meta.pk.column)}"
     )
-    return sql, [event_type, event_type, now.isoformat(), aggregate_type, now, now, *source_params]
+    return sql, [event_type, event_type, now.isoformat(), aggregate_type, now, now]
 
 
 EVENT_COLUMNS = ("id", "event_type", "payload", "aggregate_type", "aggregate_id", "idempotency_key")

@@ -12,8 +12,8 @@ databases, and calls these on PostgreSQL.
 
 from django.db import connection
 
-from portal.db import claim_batch_sql, iso_sql, with_ids_sql
-from portal.models import FileDeletion, RetentionPolicy, UploadFile, new_id
+from portal.db import claim_batch_sql, iso_sql
+from portal.models import NEW_ID_SQL, FileDeletion, RetentionPolicy, UploadFile
 from portal.services.outbox import insert_events_sql
 from portal.services.sessions import FileInfo
 
@@ -76,7 +76,6 @@ def notify_batch(due, *, size, values, now) -> list[str]:
             f" 'delete_after', {iso_sql(delete_after)})"
         ),
         now=now,
-        count=size,
     )
     sql = (
         f"WITH claimed AS ({claim_sql}),"
@@ -97,6 +96,9 @@ def record_batch(ids, *, values, now, reason, run_id, username, note) -> tuple[l
         size=len(ids),
         values=values,
         returning=FILE_FIELDS,
+        # Another run's claim may lock these rows for an instant (it finds them taken):
+        # skipping them would leave gone objects unrecorded. Locks go in pk order.
+        skip_locked=False,
     )
     meta, qn = FileDeletion._meta, connection.ops.quote_name
     given = {
@@ -116,12 +118,11 @@ def record_batch(ids, *, values, now, reason, run_id, username, note) -> tuple[l
         "created_at": now,
         "updated_at": now,
     }
-    source, source_params = with_ids_sql("files", [new_id() for _ in ids])
     columns = ", ".join(qn(meta.get_field(name).column) for name in [*given, *constants])
     proofs_sql = (
         f"INSERT INTO {qn(meta.db_table)} ({columns})"
         f" SELECT {', '.join(given.values())}, {', '.join(['%s'] * len(constants))}"
-        f" FROM {source} r"
+        f" FROM (SELECT f.*, {NEW_ID_SQL} AS new_id FROM files f) r"
     )
     events_sql, events_params = insert_events_sql(
         event_type="file.deleted",
@@ -134,7 +135,6 @@ def record_batch(ids, *, values, now, reason, run_id, username, note) -> tuple[l
             f" 'reason', r.reason, 'deleted_at', r.deleted_at_text)"
         ),
         now=now,
-        count=len(ids),
     )
     sql = (
         f"WITH flipped AS ({claim_sql}),"
@@ -144,7 +144,7 @@ def record_batch(ids, *, values, now, reason, run_id, username, note) -> tuple[l
         " SELECT ARRAY(SELECT id FROM flipped), ARRAY(SELECT id FROM events)"
     )
     params = [*claim_params, reason, now.isoformat()]
-    return _run(sql, [*params, *constants.values(), *source_params, *events_params])
+    return _run(sql, [*params, *constants.values(), *events_params])
 
 
 def _run(sql: str, params: list) -> tuple:

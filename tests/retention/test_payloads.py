@@ -1,14 +1,15 @@
 """On PostgreSQL the retention batches build their events and proofs in SQL; they must
 write exactly what the Python path (every other database) writes."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import JSONField
 from django.db.models.expressions import RawSQL
 
-from portal.models import FileDeletion, OutboxEvent, UploadFile
+from portal.models import NEW_ID_SQL, FileDeletion, OutboxEvent, UploadFile, new_id
 from portal.services import retention
 from portal.services.retention import notify_expiring_files, record_deletions
 from portal.services.sessions import FileInfo
@@ -30,6 +31,19 @@ def varied_files(fs_storage):
     classless = stored_file(fs_storage, stored_at=NOW - 29 * DAY)
     UploadFile.objects.filter(pk=classless.pk).update(retention_policy=None, expires_at=None)
     return [whole, fraction, classless]
+
+
+def test_ids_made_in_sql_are_uuid7s_of_the_current_millisecond(varied_files):
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {NEW_ID_SQL} FROM generate_series(1, 3)")
+        made = [row[0] for row in cursor.fetchall()]
+    python = new_id()
+
+    assert len(set(made)) == 3
+    for made_id in made:
+        assert (made_id.version, made_id.variant) == (7, uuid.RFC_4122)
+        # The first 48 bits are Unix milliseconds, as in Python's.
+        assert abs((made_id.int >> 80) - (python.int >> 80)) < 60_000
 
 
 def written(event_type):
@@ -55,6 +69,8 @@ def test_notices_built_in_sql_equal_the_python_path(varied_files):
     assert notify_expiring_files(now=NOW).notified == 2
 
     assert written("file.expiring") == python and len(python) == 2
+    for event in OutboxEvent.objects.all():
+        assert event.payload["event_id"] == str(event.pk)
 
 
 def test_deletion_records_built_in_sql_equal_the_python_path(varied_files):
