@@ -122,6 +122,16 @@ def _qn(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
+# portal.models.new_id in PostgreSQL, for rows an INSERT … SELECT writes (no id travels
+# from Python): the same layout, 48 bits of Unix milliseconds, version 7, variant 10,
+# the rest random. Ids of the same millisecond are in no particular order among them.
+NEW_ID_SQL = (
+    "encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) placing substring("
+    "int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)"
+    " FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid"
+)
+
+
 def iso_sql(timestamp: str) -> str:
     """PostgreSQL: the SQL timestamp ``timestamp`` as text, exactly as Python's
     ``isoformat()`` writes a UTC datetime (microseconds only when there are some);

@@ -12,16 +12,6 @@ def new_id():
     return uuid_compat.uuid7()
 
 
-# new_id in PostgreSQL, for rows an INSERT … SELECT writes (no id travels from Python):
-# the same layout, 48 bits of Unix milliseconds, version 7, variant 10, the rest random.
-# Ids of the same millisecond are in no particular order among themselves.
-NEW_ID_SQL = (
-    "encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) placing substring("
-    "int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)"
-    " FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid"
-)
-
-
 class TimestampedModel(models.Model):
     id = models.UUIDField(primary_key=True, default=new_id, editable=False)
     # A default rather than auto_now_add, so tests and imports can set the past.

@@ -6,8 +6,9 @@ from django.db import connection
 from django.utils import timezone
 
 from portal import conf
+from portal.db import NEW_ID_SQL
 from portal.logs import get_logger
-from portal.models import NEW_ID_SQL, OutboxDelivery, OutboxEvent, WebhookEndpoint, new_id
+from portal.models import OutboxDelivery, OutboxEvent, WebhookEndpoint, new_id
 from portal.signals import event_emitted
 
 log = get_logger(__name__)

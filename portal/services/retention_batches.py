@@ -12,8 +12,8 @@ databases, and calls these on PostgreSQL.
 
 from django.db import connection
 
-from portal.db import claim_batch_sql, iso_sql
-from portal.models import NEW_ID_SQL, FileDeletion, RetentionPolicy, UploadFile
+from portal.db import NEW_ID_SQL, claim_batch_sql, iso_sql
+from portal.models import FileDeletion, RetentionPolicy, UploadFile
 from portal.services.outbox import insert_events_sql
 from portal.services.sessions import FileInfo
 

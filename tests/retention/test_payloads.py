@@ -9,7 +9,8 @@ from django.db import connection, transaction
 from django.db.models import JSONField
 from django.db.models.expressions import RawSQL
 
-from portal.models import NEW_ID_SQL, FileDeletion, OutboxEvent, UploadFile, new_id
+from portal.db import NEW_ID_SQL
+from portal.models import FileDeletion, OutboxEvent, UploadFile, new_id
 from portal.services import retention
 from portal.services.retention import notify_expiring_files, record_deletions
 from portal.services.sessions import FileInfo
