@@ -83,6 +83,7 @@ def final_key(i: int) -> str:
 def child(args, *scenario) -> dict:
     command = [sys.executable, __file__, "--child", *scenario, "--log-file", args.log_file]
     command += ["--naive", str(args.naive), "--parts", str(args.parts)]
+    command += ["--s3-port", str(args.s3_port)]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -156,7 +157,7 @@ def part_deletion_rate(storage, sessions: int) -> float:
 
     user, _ = get_user_model().objects.get_or_create(username="bench")
     seed_sql = SEED_SQL.replace(
-        "portal_cleanuprun;", "portal_cleanuprun, portal_retentionchange, portal_filedeletion;"
+        "portal_cleanuprun ", "portal_cleanuprun, portal_retentionchange, portal_filedeletion "
     )
     assert seed_sql != SEED_SQL
     with connection.cursor() as cursor:
@@ -339,8 +340,8 @@ def run_service(n: int, backend: str, naive: int, parts: int) -> dict:
     }
 
 
-def start_s3_server(bucket: str, files: int, sessions: int) -> subprocess.Popen:
-    port = free_port()
+def start_s3_server(bucket: str, files: int, sessions: int, port: int) -> subprocess.Popen:
+    port = port or free_port()
     server = subprocess.Popen(
         [sys.executable, __file__, "--serve-s3", str(port), bucket, str(files), str(sessions)],
         stdout=subprocess.PIPE,
@@ -378,7 +379,11 @@ def run_child(args):
     n, backend = args.child
     root = tempfile.mkdtemp(prefix="bench-retention-")
     os.environ["PORTAL_STORAGE_ROOT"] = root
-    s3 = start_s3_server("bench-retention", int(n), args.parts) if backend == "s3" else None
+    s3 = (
+        start_s3_server("bench-retention", int(n), args.parts, args.s3_port)
+        if backend == "s3"
+        else None
+    )
     setup_django(args.log_file)
     try:
         result = run_service(int(n), backend, args.naive, args.parts)
@@ -402,6 +407,7 @@ if __name__ == "__main__":
         "--parts", type=int, default=25_000, help="sessions (4 parts each) of the part baseline"
     )
     parser.add_argument("--s3", type=int, default=100_000, help="stored files on S3 (0: skip)")
+    parser.add_argument("--s3-port", type=int, default=0, help="moto's port (default: a free one)")
     parser.add_argument("--log-file", default=os.devnull)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--serve-s3", nargs=4, help=argparse.SUPPRESS)

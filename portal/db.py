@@ -65,15 +65,33 @@ def claim_batch(
     return rows
 
 
-def _claim_batch_postgresql(queryset, size, values, order_by, returning, foreign_key, related):
+def claim_batch_sql(
+    queryset, *, size, values, order_by="pk", returning=(), skip_locked=True
+) -> tuple[str, list]:
+    """PostgreSQL: ``claim_batch``'s one statement, ``UPDATE … RETURNING`` the pk and the
+    ``returning`` fields' columns, for a caller that builds on it in a ``WITH`` query.
+
+    ``skip_locked=False`` waits for rows another transaction holds, then re-checks them
+    against the queryset: for a conditional update that must not miss a row a
+    concurrent claim holds for an instant (it locks rows it then finds taken)."""
     model = queryset.model
-    locked = queryset.order_by(order_by).select_for_update(skip_locked=True, of=("self",))
+    locked = queryset.order_by(order_by).select_for_update(skip_locked=skip_locked, of=("self",))
     select_sql, select_params = locked.values("pk")[:size].query.sql_with_params()
-    pk = _qn(model._meta.pk.column)
-    returned = ", ".join([pk, *(_qn(model._meta.get_field(f).column) for f in returning)])
-    update_sql, params = _update_sql(model, values, f"{pk} = ANY(ARRAY({select_sql}))")
-    params = [*params, *select_params]
-    sql = f"{update_sql} RETURNING {returned}"
+    where = f"{_qn(model._meta.pk.column)} = ANY(ARRAY({select_sql}))"
+    update_sql, params = _update_sql(model, values, where)
+    return f"{update_sql} RETURNING {_returned(model, returning)}", [*params, *select_params]
+
+
+def _returned(model, returning) -> str:
+    return ", ".join(
+        _qn(f.column) for f in [model._meta.pk, *map(model._meta.get_field, returning)]
+    )
+
+
+def _claim_batch_postgresql(queryset, size, values, order_by, returning, foreign_key, related):
+    sql, params = claim_batch_sql(
+        queryset, size=size, values=values, order_by=order_by, returning=returning
+    )
     if foreign_key:
         target = _qn(foreign_key.column)
         related_sql, related_params = _update_sql(
@@ -82,8 +100,8 @@ def _claim_batch_postgresql(queryset, size, values, order_by, returning, foreign
             f"{_qn(foreign_key.target_field.column)} = ANY(ARRAY(SELECT {target} FROM batch))",
         )
         sql = (
-            f"WITH batch AS ({update_sql} RETURNING {returned}, {target}),"
-            f" related AS ({related_sql}) SELECT {returned} FROM batch"
+            f"WITH batch AS ({sql}, {target}),"
+            f" related AS ({related_sql}) SELECT {_returned(queryset.model, returning)} FROM batch"
         )
         params = [*params, *related_params]
     with connection.cursor() as cursor:
@@ -102,6 +120,25 @@ def _update_sql(model, values: dict, where: str) -> tuple[str, list]:
 
 def _qn(name: str) -> str:
     return connection.ops.quote_name(name)
+
+
+# portal.models.new_id in PostgreSQL, for rows an INSERT … SELECT writes (no id travels
+# from Python): the same layout, 48 bits of Unix milliseconds, version 7, variant 10,
+# the rest random. Ids of the same millisecond are in no particular order among them.
+NEW_ID_SQL = (
+    "encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) placing substring("
+    "int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3)"
+    " FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid"
+)
+
+
+def iso_sql(timestamp: str) -> str:
+    """PostgreSQL: the SQL timestamp ``timestamp`` as text, exactly as Python's
+    ``isoformat()`` writes a UTC datetime (microseconds only when there are some);
+    NULL stays NULL. For payloads built in the database that must equal Python's."""
+    # One to_char a value: it is most of the cost of a payload built in SQL.
+    text = f"to_char(({timestamp}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
+    return f"(replace({text}, '.000000', '') || '+00:00')"
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from django.db import connection
 from django.utils import timezone
 
 from portal import conf
+from portal.db import NEW_ID_SQL
 from portal.logs import get_logger
 from portal.models import OutboxDelivery, OutboxEvent, WebhookEndpoint, new_id
 from portal.signals import event_emitted
@@ -75,18 +76,57 @@ def emit_events(*, event_type: str, aggregate_type: str, events, now=None) -> in
     if not records:
         return 0
     inserted = _insert_events(records, now)
+    events_emitted(event_type, inserted, now=now)
+    return len(inserted)
+
+
+def events_emitted(event_type: str, event_ids: list, *, now) -> None:
+    """After inserting events of ``event_type`` (ids ``event_ids``) in the current
+    transaction: their pending deliveries, one log line, one dispatcher kick."""
+    if not event_ids:
+        return
     destinations = list(destinations_for(event_type))
     OutboxDelivery.objects.bulk_create(
         OutboxDelivery(
             event_id=event_id, destination=destination, endpoint=endpoint, next_attempt_at=now
         )
-        for event_id in inserted
+        for event_id in event_ids
         for destination, endpoint in destinations
     )
-    if inserted:
-        log.info("event.emitted", event_type=event_type, count=len(inserted))
-        event_emitted.send(sender=OutboxEvent, event=OutboxEvent.objects.get(pk=inserted[0]))
-    return len(inserted)
+    log.info("event.emitted", event_type=event_type, count=len(event_ids))
+    event_emitted.send(sender=OutboxEvent, event=OutboxEvent.objects.get(pk=event_ids[0]))
+
+
+def insert_events_sql(
+    *,
+    event_type: str,
+    aggregate_type: str,
+    rows: str,
+    aggregate_id: str,
+    key: str,
+    body: str,
+    now,
+) -> tuple[str, list]:
+    """PostgreSQL: ``INSERT … SELECT … RETURNING id`` of the events ``emit_events`` would
+    write, one per row of ``rows``, for a ``WITH`` query whose earlier part makes the
+    change they report. ``rows`` names a relation; ``aggregate_id``, ``key`` (the
+    idempotency key) and ``body`` (a jsonb object) are SQL expressions over its row
+    ``r``, without parameters (put those in ``rows``). Pass the ids returned to
+    ``events_emitted``. Payloads and ids (``NEW_ID_SQL``) are made where the rows are:
+    nothing travels to Python and back.
+    """
+    meta, qn = OutboxEvent._meta, connection.ops.quote_name
+    names = (*EVENT_COLUMNS, "created_at", "updated_at")
+    columns = ", ".join(qn(meta.get_field(name).column) for name in names)
+    sql = (
+        f"INSERT INTO {qn(meta.db_table)} ({columns}) "
+        "SELECT r.new_id, %s, jsonb_build_object('event_type', %s, 'event_id', r.new_id::text,"
+        f" 'occurred_at', %s) || {body}, %s, {aggregate_id}, {key}, %s, %s"
+        f" FROM (SELECT f.*, {NEW_ID_SQL} AS new_id FROM {rows} f) r "
+        f"ON CONFLICT ({qn(meta.get_field('idempotency_key').column)}) DO NOTHING "
+        f"RETURNING {qn(meta.pk.column)}"
+    )
+    return sql, [event_type, event_type, now.isoformat(), aggregate_type, now, now]
 
 
 EVENT_COLUMNS = ("id", "event_type", "payload", "aggregate_type", "aggregate_id", "idempotency_key")

@@ -24,16 +24,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, Max, Min, Sum, Value
 from django.utils import timezone
 
-from portal.db import claim_batch
+from portal.db import claim_batch, committed_asynchronously
 from portal.exceptions import RetentionRefused, StorageError
 from portal.logs import get_logger
 from portal.models import FileDeletion, RetentionPolicy, UploadFile
 from portal.services.cleanup_context import CleanupContext, StepResult, StepTally, cleanup_step
-from portal.services.outbox import emit_events
+from portal.services.outbox import emit_events, events_emitted
+from portal.services.retention_batches import (
+    AGGREGATE_TYPE,
+    FILE_FIELDS,
+    notify_batch,
+    record_batch,
+)
 from portal.services.sessions import FileInfo
 from portal.storage import get_storage
 
@@ -41,29 +47,20 @@ log = get_logger(__name__)
 
 # How long a deletion claim protects a file from other runs (and from a new hold).
 DELETION_CLAIM_TTL = timedelta(minutes=5)
-AGGREGATE_TYPE = "upload_file"
-# Final objects deleted at once (S3 takes one request per object).
-DELETE_CONCURRENCY = 8
 
-# What a claim reads of each file: enough for the event payloads and the proof.
-FILE_FIELDS = (
-    "original_filename",
-    "content_type",
-    "size_bytes",
-    "sha256",
-    "storage_backend",
-    "storage_bucket",
-    "storage_key",
-    "retention_policy",
-    "stored_at",
-    "expires_at",
-    "expiring_notified_at",
-)
+
+@dataclass(frozen=True)
+class _Target:
+    """A file claimed for deletion: what deleting its object and counting it need."""
+
+    pk: object
+    storage_key: str
+    size_bytes: int
 
 
 @dataclass(frozen=True)
 class _Claimed:
-    """One claimed file, as the claim read it."""
+    """One claimed file, as the claim read it (for the payloads and proofs built in Python)."""
 
     pk: object
     original_filename: str
@@ -126,30 +123,35 @@ def notify_expiring_files(ctx: CleanupContext) -> StepResult:
     due = notice_due(now)
     if ctx.dry_run:
         return StepResult(notified=due.count(), dry_run=True)
-    policies = _policies()
+    values = {"expiring_notified_at": now, "updated_at": now}
     notified = 0
     while True:
         with transaction.atomic():
             # Notified rows leave the partial index: each batch is the head of what is left.
-            rows = claim_batch(
-                due,
-                order_by="expires_at",
-                size=ctx.batch_size,
-                values={"expiring_notified_at": now, "updated_at": now},
-                returning=FILE_FIELDS,
-            )
-            claimed = [_Claimed(*row) for row in rows]
-            emit_events(
-                event_type="file.expiring",
-                aggregate_type=AGGREGATE_TYPE,
-                events=(_expiring_event(file, policies, now) for file in claimed),
-                now=now,
-            )
-        if not rows:
+            if connection.vendor == "postgresql":
+                file_ids, event_ids = notify_batch(due, size=ctx.batch_size, values=values, now=now)
+                events_emitted("file.expiring", event_ids, now=now)
+            else:
+                file_ids = _notify_batch(due, size=ctx.batch_size, values=values, now=now)
+        if not file_ids:
             break
-        notified += len(rows)
-        log.info("file.expiring", count=len(rows), file_ids=[str(f.pk) for f in claimed])
+        notified += len(file_ids)
+        log.info("file.expiring", count=len(file_ids), file_ids=file_ids)
     return StepResult(notified=notified)
+
+
+def _notify_batch(due, *, size, values, now) -> list[str]:
+    """``notify_batch`` for databases other than PostgreSQL, the events built in Python."""
+    policies = _policies()
+    rows = claim_batch(due, order_by="expires_at", size=size, values=values, returning=FILE_FIELDS)
+    claimed = [_Claimed(*row) for row in rows]
+    emit_events(
+        event_type="file.expiring",
+        aggregate_type=AGGREGATE_TYPE,
+        events=(_expiring_event(file, policies, now) for file in claimed),
+        now=now,
+    )
+    return [str(file.pk) for file in claimed]
 
 
 def _expiring_event(file: _Claimed, policies: dict, now) -> tuple:
@@ -181,7 +183,6 @@ def delete_expired_files(ctx: CleanupContext) -> StepResult:
             bytes_reclaimed=due.aggregate(total=Sum("size_bytes"))["total"] or 0,
             dry_run=True,
         )
-    policies = _policies()
     started = time.monotonic()
     tally = StepTally()
 
@@ -189,16 +190,17 @@ def delete_expired_files(ctx: CleanupContext) -> StepResult:
         # The run's clock moves on, so claims stay meaningful during long runs.
         current = now + timedelta(seconds=time.monotonic() - started)
         due = deletion_due(now, claims_at=current)
-        with transaction.atomic():
+        # A claim lost to a server crash is only redone (PEP 0025, "Deletion claims").
+        with committed_asynchronously():
             # In id order over the partial index of notified files, from the last batch
             # on: a refused file, released for the next run, is not taken again in this one.
             rows = claim_batch(
                 due.filter(pk__gt=after) if after else due,
                 size=ctx.batch_size,
                 values={"retention_claimed_until": current + DELETION_CLAIM_TTL},
-                returning=FILE_FIELDS,
+                returning=("storage_key", "size_bytes"),
             )
-        return [_Claimed(*row) for row in rows]
+        return [_Target(*row) for row in rows]
 
     with ThreadPoolExecutor(max_workers=1) as storage_worker:
         batch, in_flight = claim_next_batch(), None
@@ -211,7 +213,6 @@ def delete_expired_files(ctx: CleanupContext) -> StepResult:
                 claimed, (gone, refused) = in_flight[0], in_flight[1].result()
                 recorded = record_deletions(
                     [file for file in claimed if file.pk in gone],
-                    policies=policies,
                     now=now,
                     reason=FileDeletion.Reason.RETENTION_EXPIRED,
                     run_id=ctx.run_id,
@@ -227,30 +228,12 @@ def delete_expired_files(ctx: CleanupContext) -> StepResult:
     return tally.result()
 
 
-def _delete_objects(storage, files: list[_Claimed]) -> tuple[set, dict]:
-    """Delete each file's final object (missing counts as deleted), a few at a time: one
-    request per object on S3, so they go out in parallel.
-
-    Returns the ids whose object is gone and ``{id: reason}`` of those storage refused.
-    """
-
-    def delete(file):
-        try:
-            storage.delete_final(file.storage_key)
-        except StorageError as exc:
-            return file.pk, str(exc)
-        return file.pk, None
-
-    gone, refused = set(), {}
-    with ThreadPoolExecutor(max_workers=DELETE_CONCURRENCY) as pool:
-        # Each call in its own copy of this thread's context (log lines keep the run id).
-        calls = [pool.submit(contextvars.copy_context().run, delete, file) for file in files]
-        for pk, error in (call.result() for call in calls):
-            if error is None:
-                gone.add(pk)
-            else:
-                refused[pk] = error
-    return gone, refused
+def _delete_objects(storage, files: list[_Target]) -> tuple[set, dict]:
+    """Delete the files' final objects (missing counts as deleted), in the adapter's
+    batches. Returns the ids whose object is gone and ``{id: reason}`` of those refused."""
+    result = storage.delete_final_many([file.storage_key for file in files])
+    refused = {f.pk: result.errors[f.storage_key] for f in files if f.storage_key in result.errors}
+    return {file.pk for file in files} - refused.keys(), refused
 
 
 def _release(ids) -> None:
@@ -259,50 +242,29 @@ def _release(ids) -> None:
 
 
 def record_deletions(
-    files: list[_Claimed], *, policies, now, reason, run_id=None, actor=None, note=""
-) -> list[_Claimed]:
+    files: list[_Target], *, now, reason, run_id=None, actor=None, note=""
+) -> list[_Target]:
     """In one transaction: mark the files (objects already gone) ``deleted``, write one
     ``FileDeletion`` and one ``file.deleted`` each. Returns the files this call recorded;
     a file another call recorded first is left out, so each has exactly one proof."""
     if not files:
         return []
     by_pk = {file.pk: file for file in files}
+    values = {
+        "status": UploadFile.Status.DELETED,
+        "deleted_at": now,
+        "retention_claimed_until": None,
+        "updated_at": now,
+    }
     username = actor.get_username() if actor else ""
+    options = {"now": now, "reason": reason, "run_id": run_id, "username": username, "note": note}
     with transaction.atomic():
-        rows = claim_batch(
-            UploadFile.objects.stored().filter(pk__any=list(by_pk)),
-            size=len(by_pk),
-            values={
-                "status": UploadFile.Status.DELETED,
-                "deleted_at": now,
-                "retention_claimed_until": None,
-                "updated_at": now,
-            },
-        )
-        recorded = [by_pk[pk] for (pk,) in rows]
-        FileDeletion.objects.bulk_create(
-            _proof(
-                file, policies, now=now, reason=reason, run_id=run_id, username=username, note=note
-            )
-            for file in recorded
-        )
-        emit_events(
-            event_type="file.deleted",
-            aggregate_type=AGGREGATE_TYPE,
-            events=(
-                (
-                    file.pk,
-                    f"file.deleted:{file.pk}",
-                    {
-                        "file": file.file_info(policies),
-                        "reason": reason,
-                        "deleted_at": now.isoformat(),
-                    },
-                )
-                for file in recorded
-            ),
-            now=now,
-        )
+        if connection.vendor == "postgresql":
+            flipped, event_ids = record_batch(list(by_pk), values=values, **options)
+            events_emitted("file.deleted", event_ids, now=now)
+        else:
+            flipped = _record_batch(list(by_pk), values=values, **options)
+    recorded = [by_pk[pk] for pk in flipped]
     if recorded:
         log.info(
             "file.deleted",
@@ -311,6 +273,40 @@ def record_deletions(
             file_ids=[str(file.pk) for file in recorded],
         )
     return recorded
+
+
+def _record_batch(ids, *, values, now, reason, run_id, username, note) -> list:
+    """``record_batch`` for databases other than PostgreSQL, the rows written from Python."""
+    policies = _policies()
+    rows = claim_batch(
+        UploadFile.objects.stored().filter(pk__any=ids),
+        size=len(ids),
+        values=values,
+        returning=FILE_FIELDS,
+    )
+    recorded = [_Claimed(*row) for row in rows]
+    FileDeletion.objects.bulk_create(
+        _proof(file, policies, now=now, reason=reason, run_id=run_id, username=username, note=note)
+        for file in recorded
+    )
+    emit_events(
+        event_type="file.deleted",
+        aggregate_type=AGGREGATE_TYPE,
+        events=(
+            (
+                file.pk,
+                f"file.deleted:{file.pk}",
+                {
+                    "file": file.file_info(policies),
+                    "reason": reason,
+                    "deleted_at": now.isoformat(),
+                },
+            )
+            for file in recorded
+        ),
+        now=now,
+    )
+    return [file.pk for file in recorded]
 
 
 def _proof(file: _Claimed, policies, *, now, reason, run_id, username, note) -> FileDeletion:
@@ -369,9 +365,7 @@ def erase_file(*, file_id, reason: str, actor=None, storage=None, now=None) -> F
         UploadFile.objects.filter(pk=file_id).update(
             retention_claimed_until=now + DELETION_CLAIM_TTL
         )
-    claimed = _Claimed(
-        upload_file.pk, *(getattr(upload_file, _attname(name)) for name in FILE_FIELDS)
-    )
+    claimed = _Target(upload_file.pk, upload_file.storage_key, upload_file.size_bytes)
     try:
         storage.delete_final(upload_file.storage_key)
     except StorageError:
@@ -379,17 +373,12 @@ def erase_file(*, file_id, reason: str, actor=None, storage=None, now=None) -> F
         raise
     record_deletions(
         [claimed],
-        policies=_policies(),
         now=now,
         reason=FileDeletion.Reason.ERASURE_REQUEST,
         actor=actor,
         note=reason.strip()[:500],
     )
     return FileDeletion.objects.get(file_id=upload_file.pk)
-
-
-def _attname(name: str) -> str:
-    return UploadFile._meta.get_field(name).attname
 
 
 def _ensure_erasable(upload_file, file_id, *, now) -> None:

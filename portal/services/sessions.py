@@ -9,10 +9,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from portal import conf
+from portal.db import iso_sql
 from portal.exceptions import Conflict, NotFound, SessionGone
 from portal.logs import get_logger
 from portal.metrics import counters
@@ -53,6 +54,27 @@ class FileInfo:
                 "expires_at": _iso(self.retention_expires_at),
             },
         }
+
+    @staticmethod
+    def sql(row: str, retention_class: str) -> str:
+        """PostgreSQL: ``as_dict()`` as a jsonb expression over ``row`` (a relation with
+        ``UploadFile``'s columns) and ``retention_class`` (SQL, NULL for none), for
+        payloads built in the database. tests/retention/test_payloads.py proves the two
+        renderings equal."""
+
+        def column(name):
+            return f"{row}.{connection.ops.quote_name(UploadFile._meta.get_field(name).column)}"
+
+        return (
+            f"jsonb_build_object('id', {column('id')}::text,"
+            f" 'filename', {column('original_filename')},"
+            f" 'content_type', {column('content_type')}, 'size_bytes', {column('size_bytes')},"
+            f" 'sha256', {column('sha256')}, 'storage', jsonb_build_object("
+            f"'backend', {column('storage_backend')}, 'bucket', {column('storage_bucket')},"
+            f" 'key', {column('storage_key')}), 'retention', jsonb_build_object("
+            f"'class', NULLIF({retention_class}, ''),"
+            f" 'expires_at', {iso_sql(column('expires_at'))}))"
+        )
 
     @classmethod
     def of(cls, upload_file, *, retention_class: str | None = None) -> "FileInfo":

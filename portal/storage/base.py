@@ -77,5 +77,10 @@ class StorageAdapter(Protocol):
     def delete_final(self, key: str) -> None:
         """Delete a final object; missing counts as deleted."""
 
+    def delete_final_many(self, keys: Iterable[str]) -> DeleteResult:
+        """Delete final objects in batches, as ``delete_many`` does temp objects: missing
+        counts as deleted, per-key errors (a key outside the final prefix among them) are
+        returned, not raised."""
+
     def check(self) -> None:
         """A cheap readiness probe; raises ``StorageUnavailable``."""

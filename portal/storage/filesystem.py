@@ -176,12 +176,18 @@ class FilesystemStorage:
     # -- deleting -----------------------------------------------------------
 
     def delete_many(self, keys_to_delete: Iterable[str]) -> DeleteResult:
+        return self._delete_keys(keys_to_delete, self.temp_prefix)
+
+    def delete_final_many(self, keys_to_delete: Iterable[str]) -> DeleteResult:
+        return self._delete_keys(keys_to_delete, self.final_prefix)
+
+    def _delete_keys(self, keys_to_delete: Iterable[str], prefix: str) -> DeleteResult:
         deleted, errors = [], {}
         # String paths, not Paths: this loop runs once per part in cleanup.
         root = os.path.join(self.root, "")
         for key in keys_to_delete:
             try:
-                os.unlink(root + keys.validate_key(key, self.temp_prefix))
+                os.unlink(root + keys.validate_key(key, prefix))
             except InvalidStorageKey as exc:
                 errors[key] = str(exc)
                 continue

@@ -1,21 +1,20 @@
 """Storage in an S3 bucket (AWS or any S3-compatible server).
 
-The boto3 client comes from django-storages (``storages.backends.s3.S3Storage``),
-so the bucket, endpoint, region and credentials are read from django-storages'
-own settings (``AWS_STORAGE_BUCKET_NAME``, ``AWS_S3_ENDPOINT_URL``,
-``AWS_S3_REGION_NAME``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, and
-``AWS_S3_CLIENT_CONFIG`` or ``AWS_S3_ADDRESSING_STYLE`` if a host sets them)
-exactly as a host's media storage would read them. Our timeouts and retry limits
-are merged over that client configuration, so no call can hang a worker.
+The boto3 client comes from django-storages (``storages.backends.s3.S3Storage``), so
+the bucket, endpoint, region and credentials are read from django-storages' own
+settings (``AWS_STORAGE_BUCKET_NAME``, ``AWS_S3_ENDPOINT_URL``, ``AWS_S3_REGION_NAME``,
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, and ``AWS_S3_CLIENT_CONFIG`` or
+``AWS_S3_ADDRESSING_STYLE`` if a host sets them) exactly as a host's media storage
+would read them. Our timeouts and retry limits are merged over that client
+configuration, so no call can hang a worker.
 
-Two clients, both created lazily on first use and safe to share between
-threads: one for the work, with patient timeouts and a few retries, and a
-fast-fail one for ``check()``, which a readiness probe calls under a short
-time budget.
+Two clients, both created lazily on first use and safe to share between threads:
+one for the work, with patient timeouts and a few retries, and a fast-fail one for
+``check()``, which a readiness probe calls under a short time budget.
 
 Every botocore error is translated here: a 404 becomes what the method means
 (``ObjectMissing`` on open, "deleted" on delete) and anything else becomes
-``StorageUnavailable``, so no boto3 error reaches a service.
+``StorageUnavailable`` (or a batch's per-key error): no boto3 error reaches a service.
 """
 
 import hashlib
@@ -308,10 +307,16 @@ class S3Storage:
     # -- deleting -------------------------------------------------------------
 
     def delete_many(self, keys_to_delete: Iterable[str]) -> DeleteResult:
+        return self._delete_keys(keys_to_delete, self.temp_prefix)
+
+    def delete_final_many(self, keys_to_delete: Iterable[str]) -> DeleteResult:
+        return self._delete_keys(keys_to_delete, self.final_prefix)
+
+    def _delete_keys(self, keys_to_delete: Iterable[str], prefix: str) -> DeleteResult:
         deleted, errors, batch = [], {}, []
         for key in keys_to_delete:
             try:
-                batch.append(keys.validate_key(key, self.temp_prefix))
+                batch.append(keys.validate_key(key, prefix))
             except InvalidStorageKey as exc:
                 errors[key] = str(exc)
                 continue
@@ -330,8 +335,7 @@ class S3Storage:
             )
         except S3_ERRORS as exc:
             # The whole batch failed: report every key so the caller can count and go on.
-            reason = _reason(exc)
-            errors.update(dict.fromkeys(batch, reason))
+            errors.update(dict.fromkeys(batch, _reason(exc)))
             return
         failed = {
             error["Key"]: error.get("Code") or error.get("Message", "error")
@@ -343,11 +347,8 @@ class S3Storage:
 
     def delete_final(self, key):
         keys.validate_key(key, self.final_prefix)
-        try:
-            self.client.delete_object(Bucket=self.bucket, Key=key)
-        except S3_ERRORS as exc:
-            if not _is_missing(exc):
-                raise StorageUnavailable(f"cannot delete {key}: {_reason(exc)}") from exc
+        if errors := self.delete_final_many([key]).errors:
+            raise StorageUnavailable(f"cannot delete {key}: {errors[key]}")
 
     # -- readiness ------------------------------------------------------------
 

@@ -1,15 +1,20 @@
 """Overlapping cleanup runs over the retention steps, on PostgreSQL, in separate processes."""
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from portal.models import FileDeletion, OutboxEvent, UploadFile
+from portal.services import retention
+from portal.services.retention import record_deletions
 from tests.cleanup.helpers import overlapping_cleanup_runs
 from tests.factories import make_user
-from tests.retention.helpers import DAY, NOTICE, bulk_stored_files
+from tests.retention.helpers import DAY, NOTICE, bulk_stored_files, stored_file
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -52,3 +57,30 @@ def test_four_overlapping_runs_notify_and_delete_each_file_exactly_once(fs_stora
     assert not any((storage_root / f.storage_key).exists() for f in files)
     assert all((storage_root / f.storage_key).exists() for f in kept)
     assert foreign.exists()
+
+
+def test_a_deletion_is_recorded_while_another_run_holds_its_row_for_an_instant(fs_storage):
+    # A claim that finds a row taken still locks it until its transaction ends; the
+    # record must wait for that, not skip the row (its object is already gone).
+    upload = stored_file(fs_storage, stored_at=timezone.now() - 40 * DAY)
+    locked = threading.Event()
+
+    def claim_elsewhere():
+        with transaction.atomic():
+            list(UploadFile.objects.select_for_update().filter(pk=upload.pk))
+            locked.set()
+            time.sleep(0.5)
+        connection.close()
+
+    other_run = threading.Thread(target=claim_elsewhere)
+    other_run.start()
+    locked.wait(10)
+    target = retention._Target(upload.pk, upload.storage_key, upload.size_bytes)
+    recorded = record_deletions(
+        [target], now=timezone.now(), reason=FileDeletion.Reason.RETENTION_EXPIRED
+    )
+    other_run.join()
+
+    assert recorded == [target]
+    assert FileDeletion.objects.filter(file_id=upload.pk).count() == 1
+    assert UploadFile.objects.get(pk=upload.pk).status == UploadFile.Status.DELETED

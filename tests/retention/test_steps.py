@@ -9,7 +9,9 @@ from portal.models import FileDeletion, OutboxEvent, RetentionPolicy, UploadFile
 from portal.services.cleanup_context import StepResult
 from portal.services.legal_hold import release_legal_hold, set_legal_hold
 from portal.services.retention import delete_expired_files, notify_expiring_files
+from portal.storage.base import DeleteResult
 from tests.retention.helpers import DAY, NOTICE, NOW, exists, stored_file
+from tests.storage.faults import refuse_one_key
 
 pytestmark = pytest.mark.django_db
 Status = UploadFile.Status
@@ -177,6 +179,9 @@ class RefusingFinalDeletes:
     def delete_final(self, key):
         raise StorageUnavailable(f"cannot delete {key}: SlowDown")
 
+    def delete_final_many(self, keys):
+        return DeleteResult(errors=dict.fromkeys(keys, "SlowDown"))
+
 
 def test_a_storage_failure_keeps_the_file_stored_and_the_next_run_retries(storage):
     upload = stored_file(storage, stored_at=NOW - 40 * DAY)
@@ -194,6 +199,24 @@ def test_a_storage_failure_keeps_the_file_stored_and_the_next_run_retries(storag
 
     assert delete_expired_files(now=later + timedelta(minutes=1), storage=storage).deleted == 1
     assert not exists(storage, upload.storage_key)
+
+
+def test_a_key_s3_refuses_keeps_that_file_stored_and_counted_failed(s3_storage):
+    refused, *others = [stored_file(s3_storage, stored_at=NOW - 40 * DAY) for _ in range(3)]
+    notify_expiring_files(now=NOW)
+    refuse_one_key(s3_storage, refused.storage_key)
+
+    result = delete_expired_files(now=NOW + NOTICE, storage=s3_storage)
+
+    assert (result.deleted, result.failed) == (2, 1)
+    assert result.errors[0].item == str(refused.pk) and "AccessDenied" in result.errors[0].error
+    refused.refresh_from_db()
+    assert refused.status == Status.STORED and refused.retention_claimed_until is None
+    assert exists(s3_storage, refused.storage_key)
+    assert not FileDeletion.objects.filter(file_id=refused.pk).exists()
+    assert not events("file.deleted", refused)
+    assert all(not exists(s3_storage, f.storage_key) for f in others)
+    assert FileDeletion.objects.filter(file_id__in=[f.pk for f in others]).count() == 2
 
 
 def test_an_already_missing_object_counts_as_deleted(storage):

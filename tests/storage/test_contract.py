@@ -18,6 +18,7 @@ from portal.exceptions import InvalidStorageKey, ObjectMissing, PartTooLarge, St
 from portal.storage import StorageAdapter, keys
 from portal.storage.filesystem import FilesystemStorage
 from portal.storage.s3 import S3Storage
+from tests.storage.faults import refuse_one_key
 
 MiB = 1024**2
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -383,6 +384,53 @@ def test_delete_final(storage):
 
     with pytest.raises(ObjectMissing):
         storage.open(final.key)
+
+
+def final_object(storage, body=b"abc"):
+    return storage.assemble_final(uuid.uuid4(), "a.bin", [write(storage, body).key])
+
+
+def test_delete_final_many_deletes_in_batches_and_counts_missing_as_deleted(storage):
+    finals = [final_object(storage).key for _ in range(3)]
+    missing = keys.final_key(storage.final_prefix, uuid.uuid4(), "gone.bin")
+    calls = []
+    if storage.backend == "s3":
+        storage.client.meta.events.register(
+            "before-call.s3.DeleteObjects", lambda **kwargs: calls.append(1)
+        )
+
+    result = storage.delete_final_many(iter([*finals, missing]))
+
+    assert result.errors == {}
+    assert set(result.deleted) == {*finals, missing}
+    for key in finals:
+        with pytest.raises(ObjectMissing):
+            storage.open(key)
+    assert calls == ([1] if storage.backend == "s3" else [])
+
+
+def test_delete_final_many_refuses_foreign_and_temp_keys_and_touches_only_the_given(storage):
+    kept = final_object(storage, b"planted").key  # not asked for: must survive
+    temp = write(storage, b"part").key
+    deleted = final_object(storage).key
+
+    result = storage.delete_final_many([*FOREIGN_KEYS, temp, deleted])
+
+    assert set(result.errors) == {*FOREIGN_KEYS, temp}
+    assert result.deleted == (deleted,)
+    assert read_all(storage, kept) == b"planted"
+    assert read_all(storage, temp) == b"part"
+
+
+def test_s3_delete_final_many_reports_a_key_s3_refuses_and_keeps_it(s3_storage):
+    refused, deleted = final_object(s3_storage).key, final_object(s3_storage).key
+    refuse_one_key(s3_storage, refused)
+
+    result = s3_storage.delete_final_many([refused, deleted])
+
+    assert result.errors == {refused: "AccessDenied"}
+    assert result.deleted == (deleted,)
+    assert read_all(s3_storage, refused) == b"abc"
 
 
 def test_check_passes(storage):
