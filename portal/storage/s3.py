@@ -319,7 +319,6 @@ class S3Storage:
                 batch.append(keys.validate_key(key, prefix))
             except InvalidStorageKey as exc:
                 errors[key] = str(exc)
-                continue
             if len(batch) == DELETE_BATCH_SIZE:
                 self._delete_batch(batch, deleted, errors)
                 batch = []
