@@ -249,9 +249,13 @@ class OutboxEvent(TimestampedModel):
     payload = models.JSONField()
     aggregate_type = models.CharField(max_length=100)
     aggregate_id = models.CharField(max_length=64)
-    idempotency_key = models.CharField(max_length=255, unique=True)
+    idempotency_key = models.CharField(max_length=255)
 
     class Meta:
+        # Not unique=True: on PostgreSQL that adds a LIKE-only index no query reads.
+        constraints = [
+            models.UniqueConstraint(fields=["idempotency_key"], name="portal_event_key_uniq"),
+        ]
         indexes = [
             models.Index(
                 fields=["aggregate_type", "aggregate_id"], name="portal_event_aggregate_idx"

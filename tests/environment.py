@@ -70,3 +70,11 @@ def port_open(host: str, port: int) -> bool:
 def redis_available() -> bool:
     parts = urlsplit(REDIS_URL)
     return port_open(parts.hostname or "127.0.0.1", parts.port or 6379)
+
+
+def table_write_count(model, counter: str) -> int:
+    """A PostgreSQL counter of this transaction's writes to ``model``'s table
+    (``pg_stat_get_xact_<counter>``, e.g. ``tuples_hot_updated``)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT pg_stat_get_xact_{counter}(%s::regclass)", [model._meta.db_table])
+        return cursor.fetchone()[0]

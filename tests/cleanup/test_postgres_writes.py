@@ -9,6 +9,7 @@ from django.utils import timezone
 from portal.models import UploadPart, UploadSession
 from portal.services.cleanup import cleanup_orphan_temp_parts
 from tests.cleanup.helpers import bulk_sessions, temp_keys
+from tests.environment import table_write_count
 from tests.factories import make_user
 
 pytestmark = pytest.mark.postgres
@@ -27,13 +28,6 @@ def finished_sessions_with_parts(count, root=None):
     )
 
 
-def part_table_counter(name: str) -> int:
-    """A counter of this transaction's writes to the part table (pg_stat_get_xact_*)."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT pg_stat_get_xact_{name}(%s::regclass)", [UploadPart._meta.db_table])
-        return cursor.fetchone()[0]
-
-
 @pytest.mark.django_db
 def test_part_claims_are_hot_updates_that_add_no_index_entries(fs_storage):
     # 400 rows fill several pages: without free room on them (fillfactor 100)
@@ -43,8 +37,8 @@ def test_part_claims_are_hot_updates_that_add_no_index_entries(fs_storage):
     result = cleanup_orphan_temp_parts(now=timezone.now(), dry_run=False)
 
     assert result.deleted == 400
-    assert part_table_counter("tuples_updated") == 400
-    assert part_table_counter("tuples_hot_updated") == 400
+    assert table_write_count(UploadPart, "tuples_updated") == 400
+    assert table_write_count(UploadPart, "tuples_hot_updated") == 400
 
 
 @pytest.mark.django_db(transaction=True)

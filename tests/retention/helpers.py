@@ -54,9 +54,12 @@ def exists(storage, key) -> bool:
     return True
 
 
-def bulk_stored_files(*, user, count, code="general", stored_at, root=None, final_prefix="files/"):
-    """``count`` stored files created with bulk inserts; with ``root`` (a filesystem storage
-    root) each one's final object is created too, empty, with plain ``os`` calls."""
+def bulk_stored_files(
+    *, user, count, code="general", stored_at, root=None, final_prefix="files/", notified_at=None
+):
+    """``count`` stored files created with bulk inserts (notified at ``notified_at``, if
+    given); with ``root`` (a filesystem storage root) each one's final object is created
+    too, empty, with plain ``os`` calls."""
     retention = policy(code)
     files = []
     for _ in range(count):
@@ -74,6 +77,7 @@ def bulk_stored_files(*, user, count, code="general", stored_at, root=None, fina
                 stored_at=stored_at,
                 retention_policy=retention,
                 expires_at=expiry_for(retention, stored_at),
+                expiring_notified_at=notified_at,
             )
         )
         if root is not None:
