@@ -87,6 +87,7 @@ POSITIVE_SETTINGS = {
     "PORTAL_PART_IDLE_TIMEOUT_SECONDS": (0.1, "portal.E020"),
     # Retention (SPEC §10).
     "PORTAL_CLEANUP_DEEP_INTERVAL_MINUTES": (0.05, "portal.E060"),
+    "PORTAL_RETENTION_WORKERS": (1, "portal.E061"),
 }
 
 

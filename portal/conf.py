@@ -33,6 +33,8 @@ DEFAULTS = {
     "PORTAL_CLEANUP_INTERVAL_MINUTES": 10.0,  # fractions allowed (0.05 = every 3 s)
     "PORTAL_CLEANUP_GRACE_MINUTES": 30,
     "PORTAL_CLEANUP_BATCH_SIZE": 1000,
+    # Database connections each retention step works on at once (PostgreSQL).
+    "PORTAL_RETENTION_WORKERS": 2,
     "PORTAL_FAILED_SESSION_RETENTION_DAYS": 30,
     "PORTAL_OUTBOX_RETENTION_DAYS": 7,
     "PORTAL_READY_TIMEOUT_SECONDS": 0.8,
@@ -138,6 +140,10 @@ def cleanup_grace() -> timedelta:
 
 def cleanup_batch_size() -> int:
     return int(get("PORTAL_CLEANUP_BATCH_SIZE"))
+
+
+def retention_workers() -> int:
+    return int(get("PORTAL_RETENTION_WORKERS"))
 
 
 def failed_session_retention() -> timedelta | None:

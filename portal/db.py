@@ -15,8 +15,12 @@ same short transaction.
   matching were stamped, and only those are returned.
 
 Lists of primary keys go through ``pk__any`` (``portal.lookups``), never ``pk__in``.
+Because claims skip what another worker holds, a step may run its batch loop on
+several connections at once (``on_connections``).
 """
 
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from django.db import connection, transaction
@@ -154,3 +158,29 @@ def committed_asynchronously():
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
         yield
+
+
+def on_connections(work, count: int) -> list:
+    """``work()`` run ``count`` times at once, each in its own thread on its own database
+    connection (closed after), in a copy of the caller's context (log fields such as
+    ``run_id`` stay); returns the results. Once one fails, the others still finish,
+    then its exception is raised.
+
+    Only on PostgreSQL, and only outside a transaction: inside one (a test's, an atomic
+    request's) other connections would not see its uncommitted rows, and SQLite takes
+    one writer at a time. There ``work()`` runs once, here.
+    """
+    if count <= 1 or connection.vendor != "postgresql" or connection.in_atomic_block:
+        return [work()]
+
+    def on_own_connection():
+        try:
+            return work()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        futures = [
+            pool.submit(contextvars.copy_context().run, on_own_connection) for _ in range(count)
+        ]
+    return [future.result() for future in futures]

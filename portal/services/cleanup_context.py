@@ -34,6 +34,7 @@ class CleanupContext:
     session_ttl: timedelta
     failed_session_retention: timedelta | None  # None: pruning is off
     outbox_retention: timedelta | None  # None: pruning is off
+    retention_workers: int = 1  # connections each retention step works on at once
     skipped_reason: str = ""  # "disabled" (setting) or "paused" (admin switch)
     dry_run_forced: bool = False  # by PORTAL_CLEANUP_DRY_RUN or the admin switch
     run_id: object = None  # the CleanupRun, once the runner has recorded it
@@ -58,6 +59,7 @@ def cleanup_context(*, now=None, dry_run=None, batch_size=None, storage=None) ->
         session_ttl=conf.session_ttl(),
         failed_session_retention=conf.failed_session_retention(),
         outbox_retention=conf.outbox_retention(),
+        retention_workers=conf.retention_workers(),
         skipped_reason=skipped_reason,
         dry_run_forced=forced,
     )
@@ -104,6 +106,7 @@ class StepTally:
     failed: int = 0
     foreign: int = 0
     bytes_reclaimed: int = 0
+    notified: int = 0
     errors: list[ItemError] = field(default_factory=list)
     foreign_sample: list[str] = field(default_factory=list)
 
@@ -118,6 +121,14 @@ class StepTally:
         self.foreign += 1
         if len(self.foreign_sample) < FOREIGN_SAMPLE_SIZE:
             self.foreign_sample.append(key)
+
+    def add(self, other: "StepTally") -> None:
+        """Add ``other``'s totals and samples (another worker's, on the same step)."""
+        for name in StepResult.COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors.extend(other.errors[: MAX_RECORDED_ERRORS - len(self.errors)])
+        sample_room = FOREIGN_SAMPLE_SIZE - len(self.foreign_sample)
+        self.foreign_sample.extend(other.foreign_sample[:sample_room])
 
     def result(self) -> StepResult:
         frozen = {**vars(self), "errors": tuple(self.errors)}

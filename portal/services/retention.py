@@ -14,10 +14,16 @@ Two cleanup steps, under the rules of SPEC §6:
   ``FileDeletion`` row and a ``file.deleted`` event. An object storage refuses keeps
   its file ``stored``; the claim is released and the next run tries again.
 
+On PostgreSQL each step works on ``PORTAL_RETENTION_WORKERS`` connections at once
+(``portal.db.on_connections``): the claims that make overlapping runs safe make the
+workers of one run safe too, and the statements of a batch are CPU work for the
+database that one connection leaves on a single core (PEP 0025, "Workers").
+
 ``erase_file`` deletes one file now, on request, through the same recording path.
 """
 
 import contextvars
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +34,7 @@ from django.db import connection, transaction
 from django.db.models import DateTimeField, ExpressionWrapper, F, Max, Min, Sum, Value
 from django.utils import timezone
 
-from portal.db import claim_batch, committed_asynchronously
+from portal.db import claim_batch, committed_asynchronously, on_connections
 from portal.exceptions import RetentionRefused, StorageError
 from portal.logs import get_logger
 from portal.models import FileDeletion, RetentionPolicy, UploadFile
@@ -118,26 +124,35 @@ def deletion_due(now, *, claims_at=None):
 
 @cleanup_step
 def notify_expiring_files(ctx: CleanupContext) -> StepResult:
-    """Send one ``file.expiring`` per file whose notice time has passed (SPEC §10)."""
+    """Send one ``file.expiring`` per file whose notice time has passed (SPEC §10).
+
+    ``ctx.retention_workers`` connections claim batches at once until none is left: a
+    claim skips the rows another holds, as it does another run's.
+    """
     now = ctx.now
     due = notice_due(now)
     if ctx.dry_run:
         return StepResult(notified=due.count(), dry_run=True)
     values = {"expiring_notified_at": now, "updated_at": now}
-    notified = 0
-    while True:
-        with transaction.atomic():
-            # Notified rows leave the partial index: each batch is the head of what is left.
-            if connection.vendor == "postgresql":
-                file_ids, event_ids = notify_batch(due, size=ctx.batch_size, values=values, now=now)
-                events_emitted("file.expiring", event_ids, now=now)
-            else:
-                file_ids = _notify_batch(due, size=ctx.batch_size, values=values, now=now)
-        if not file_ids:
-            break
-        notified += len(file_ids)
-        log.info("file.expiring", count=len(file_ids), file_ids=file_ids)
-    return StepResult(notified=notified)
+
+    def notify_until_done() -> int:
+        notified = 0
+        while True:
+            with transaction.atomic():
+                # Notified rows leave the partial index: each batch is the head of what is left.
+                if connection.vendor == "postgresql":
+                    file_ids, event_ids = notify_batch(
+                        due, size=ctx.batch_size, values=values, now=now
+                    )
+                    events_emitted("file.expiring", event_ids, now=now)
+                else:
+                    file_ids = _notify_batch(due, size=ctx.batch_size, values=values, now=now)
+            if not file_ids:
+                return notified
+            notified += len(file_ids)
+            log.info("file.expiring", count=len(file_ids), file_ids=file_ids)
+
+    return StepResult(notified=sum(on_connections(notify_until_done, ctx.retention_workers)))
 
 
 def _notify_batch(due, *, size, values, now) -> list[str]:
@@ -172,8 +187,9 @@ def _expiring_event(file: _Claimed, policies: dict, now) -> tuple:
 def delete_expired_files(ctx: CleanupContext) -> StepResult:
     """Delete the objects of files due for deletion, then record each deletion (SPEC §10).
 
-    One batch's objects are deleted in a worker thread while the batch before is
-    recorded and the next one claimed; at most two batches are held at a time.
+    ``ctx.retention_workers`` connections work at once, each a pipeline: one batch's
+    objects are deleted in a storage thread while the batch before is recorded and the
+    next one claimed, so each holds at most two batches at a time.
     """
     now, storage = ctx.now, ctx.storage
     if ctx.dry_run:
@@ -184,48 +200,65 @@ def delete_expired_files(ctx: CleanupContext) -> StepResult:
             dry_run=True,
         )
     started = time.monotonic()
-    tally = StepTally()
+    # Claims go one at a time, in id order over the partial index of notified files,
+    # from the run's last claimed id on: a refused file, released for the next run, is
+    # behind that point for every worker, so this run does not take it again.
+    claim_lock, cursor = threading.Lock(), {"after": None}
 
-    def claim_next_batch(after=None):
-        # The run's clock moves on, so claims stay meaningful during long runs.
-        current = now + timedelta(seconds=time.monotonic() - started)
-        due = deletion_due(now, claims_at=current)
-        # A claim lost to a server crash is only redone (PEP 0025, "Deletion claims").
-        with committed_asynchronously():
-            # In id order over the partial index of notified files, from the last batch
-            # on: a refused file, released for the next run, is not taken again in this one.
-            rows = claim_batch(
-                due.filter(pk__gt=after) if after else due,
-                size=ctx.batch_size,
-                values={"retention_claimed_until": current + DELETION_CLAIM_TTL},
-                returning=("storage_key", "size_bytes"),
-            )
+    def claim_next_batch():
+        with claim_lock:
+            # The run's clock moves on, so claims stay meaningful during long runs.
+            current = now + timedelta(seconds=time.monotonic() - started)
+            due = deletion_due(now, claims_at=current)
+            if cursor["after"] is not None:
+                due = due.filter(pk__gt=cursor["after"])
+            # A claim lost to a server crash is only redone (PEP 0025, "Deletion claims").
+            with committed_asynchronously():
+                rows = claim_batch(
+                    due,
+                    size=ctx.batch_size,
+                    values={"retention_claimed_until": current + DELETION_CLAIM_TTL},
+                    returning=("storage_key", "size_bytes"),
+                )
+            if rows:
+                cursor["after"] = max(row[0] for row in rows)
         return [_Target(*row) for row in rows]
 
-    with ThreadPoolExecutor(max_workers=1) as storage_worker:
-        batch, in_flight = claim_next_batch(), None
-        while batch or in_flight:
-            deleting = None
-            if batch:
-                work = contextvars.copy_context().run
-                deleting = (batch, storage_worker.submit(work, _delete_objects, storage, batch))
-            if in_flight:
-                claimed, (gone, refused) = in_flight[0], in_flight[1].result()
-                recorded = record_deletions(
-                    [file for file in claimed if file.pk in gone],
-                    now=now,
-                    reason=FileDeletion.Reason.RETENTION_EXPIRED,
-                    run_id=ctx.run_id,
-                )
-                tally.deleted += len(recorded)
-                tally.bytes_reclaimed += sum(file.size_bytes for file in recorded)
-                _release(list(refused))
-                tally.note_failures(
-                    "expired_files", {str(pk): reason for pk, reason in refused.items()}
-                )
-            in_flight = deleting
-            batch = claim_next_batch(after=batch[-1].pk) if batch else []
+    def delete_until_done() -> StepTally:
+        tally = StepTally()
+        with ThreadPoolExecutor(max_workers=1) as storage_worker:
+            batch, in_flight = claim_next_batch(), None
+            while batch or in_flight:
+                deleting = None
+                if batch:
+                    work = contextvars.copy_context().run
+                    deleting = (batch, storage_worker.submit(work, _delete_objects, storage, batch))
+                if in_flight:
+                    _record_deleted(*in_flight, tally=tally, run_id=ctx.run_id, now=now)
+                in_flight = deleting
+                batch = claim_next_batch() if batch else []
+        return tally
+
+    tally = StepTally()
+    for worker_tally in on_connections(delete_until_done, ctx.retention_workers):
+        tally.add(worker_tally)
     return tally.result()
+
+
+def _record_deleted(claimed: list[_Target], deleting, *, tally: StepTally, run_id, now) -> None:
+    """Once ``deleting`` (the storage thread's work on ``claimed``) is done: record the
+    files whose object is gone, release the refused ones for the next run, count both."""
+    gone, refused = deleting.result()
+    recorded = record_deletions(
+        [file for file in claimed if file.pk in gone],
+        now=now,
+        reason=FileDeletion.Reason.RETENTION_EXPIRED,
+        run_id=run_id,
+    )
+    tally.deleted += len(recorded)
+    tally.bytes_reclaimed += sum(file.size_bytes for file in recorded)
+    _release(list(refused))
+    tally.note_failures("expired_files", {str(pk): reason for pk, reason in refused.items()})
 
 
 def _delete_objects(storage, files: list[_Target]) -> tuple[set, dict]:
