@@ -34,7 +34,7 @@ class CleanupContext:
     session_ttl: timedelta
     failed_session_retention: timedelta | None  # None: pruning is off
     outbox_retention: timedelta | None  # None: pruning is off
-    retention_workers: int = 1  # connections each retention step works on at once
+    retention_workers: int  # connections each retention step works on at once
     skipped_reason: str = ""  # "disabled" (setting) or "paused" (admin switch)
     dry_run_forced: bool = False  # by PORTAL_CLEANUP_DRY_RUN or the admin switch
     run_id: object = None  # the CleanupRun, once the runner has recorded it
