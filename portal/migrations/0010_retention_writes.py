@@ -1,4 +1,4 @@
-"""Cheaper retention writes on PostgreSQL (PEP 0025, "Write path").
+"""Cheaper retention writes on PostgreSQL (PEP 0025, "Write path and workers").
 
 - The outbox's idempotency key is unique through a constraint: ``unique=True`` also
   made a LIKE-only index, as large as the unique one, that every event insert paid

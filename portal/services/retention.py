@@ -17,7 +17,7 @@ Two cleanup steps, under the rules of SPEC §6:
 On PostgreSQL each step works on ``PORTAL_RETENTION_WORKERS`` connections at once
 (``portal.db.on_connections``): the claims that make overlapping runs safe make the
 workers of one run safe too, and the statements of a batch are CPU work for the
-database that one connection leaves on a single core (PEP 0025, "Workers").
+database that one connection leaves on a single core (PEP 0025, "Write path and workers").
 
 ``erase_file`` deletes one file now, on request, through the same recording path.
 """
