@@ -18,6 +18,9 @@ Metrics (SPEC §12, PEP 0023): prometheus-client's multiprocess mode needs
 ``PROMETHEUS_MULTIPROC_DIR`` set before any worker imports it (a private
 temporary directory when unset), emptied at server start, and each exited
 worker marked dead.
+
+Readiness: each worker starts its readiness checks as it starts, so its first
+``/ready`` does not pay the checks' one-time setup inside the probe's budget.
 """
 
 from portal.metrics import process
@@ -47,6 +50,13 @@ process.ensure_directory()
 
 def on_starting(server):
     process.wipe_directory()
+
+
+def post_worker_init(worker):
+    # Django is set up by now (the app is loaded), so the portal can be imported.
+    from portal.services.health import start_readiness_checks
+
+    start_readiness_checks()
 
 
 def child_exit(server, worker):

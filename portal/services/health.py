@@ -86,19 +86,36 @@ def check_readiness(
     whatever the dependencies do. Failure details are logged, never returned.
     """
     timeout = conf.ready_timeout() if timeout is None else timeout
-    storage = storage or get_storage()
     started = time.monotonic()
-    futures = {
-        "database": _start(("database", database), lambda: _check_database(database, timeout)),
-        # Keyed by the adapter itself: a new adapter (new settings) gets a new check.
-        "storage": _start(("storage", id(storage)), storage.check),
-    }
+    futures = _start_checks(database, storage or get_storage(), timeout)
     wait(futures.values(), timeout=timeout)
     waited_ms = _ms_since(started)
     results = {name: _result(name, future, waited_ms) for name, future in futures.items()}
     report = ReadinessReport(**results)
     counters.readiness_checked(report)
     return report
+
+
+def start_readiness_checks(*, database: str = DEFAULT_DB_ALIAS) -> dict[str, Future]:
+    """Start the readiness checks without waiting for them; their futures by name.
+
+    A server calls this as each worker starts (``boot/gunicorn.conf.py``), so the
+    one-time costs of a process's first checks (its probe connection; botocore
+    loading its models for the S3 check client, half a second of CPU) are paid
+    before the first probe instead of inside that probe's budget. A probe that
+    arrives while they run waits on them rather than starting its own.
+    """
+    futures = _start_checks(database, get_storage(), conf.ready_timeout())
+    log.info("ready.checks_started", checks=sorted(futures))
+    return futures
+
+
+def _start_checks(database: str, storage: StorageAdapter, timeout: float) -> dict[str, Future]:
+    return {
+        "database": _start(("database", database), lambda: _check_database(database, timeout)),
+        # Keyed by the adapter itself: a new adapter (new settings) gets a new check.
+        "storage": _start(("storage", id(storage)), storage.check),
+    }
 
 
 def _result(name: str, future: Future, waited_ms: float) -> CheckResult:
