@@ -101,7 +101,7 @@ def start_readiness_checks(*, database: str = DEFAULT_DB_ALIAS) -> dict[str, Fut
 
     A server calls this as each worker starts (``boot/gunicorn.conf.py``), so the
     one-time costs of a process's first checks (its probe connection; botocore
-    loading its models for the S3 check client, half a second of CPU) are paid
+    loading its models for the S3 check client, up to a second of CPU) are paid
     before the first probe instead of inside that probe's budget. A probe that
     arrives while they run waits on them rather than starting its own.
     """
