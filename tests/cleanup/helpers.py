@@ -4,10 +4,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from portal.models import UploadFile, UploadPart, UploadSession, new_id
@@ -116,15 +117,42 @@ def cleanup_process(*args, **env) -> subprocess.Popen:
 
 
 def overlapping_cleanup_runs(storage_root, *, count=4) -> list[dict]:
-    """``count`` filesystem cleanup processes started together; each one's JSON report,
-    once all succeeded."""
-    processes = [
-        cleanup_process(PORTAL_STORAGE_ROOT=storage_root, PORTAL_STORAGE_BACKEND="filesystem")
-        for _ in range(count)
-    ]
+    """``count`` filesystem cleanup processes released together; each one's JSON report,
+    once all succeeded.
+
+    Every run's first write is its first step's claim on the session table. A table
+    lock held here until all ``count`` runs wait behind it makes them start their work
+    at the same moment: otherwise the first process up can finish it all before the
+    others have imported Django, and the test would prove nothing about overlap.
+    """
+    table = connection.ops.quote_name(UploadSession._meta.db_table)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")
+        processes = [
+            cleanup_process(PORTAL_STORAGE_ROOT=storage_root, PORTAL_STORAGE_BACKEND="filesystem")
+            for _ in range(count)
+        ]
+        _wait_for_waiters(cursor, table, count, processes)
     reports = []
     for process in processes:
         out, err = process.communicate(timeout=600)
         assert process.returncode == 0, err
         reports.append(json.loads(out))
     return reports
+
+
+def _wait_for_waiters(cursor, table: str, count: int, processes, seconds=120) -> None:
+    """Until ``count`` sessions wait for a lock on ``table``; fails if a process exits."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE relation = %s::regclass AND NOT granted",
+            [table],
+        )
+        if cursor.fetchone()[0] >= count:
+            return
+        for process in processes:
+            if process.poll() is not None:
+                raise AssertionError(f"a cleanup run exited early: {process.stderr.read()}")
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {count} cleanup runs reached {table} in {seconds} s")
