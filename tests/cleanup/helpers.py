@@ -132,7 +132,13 @@ def overlapping_cleanup_runs(storage_root, *, count=4) -> list[dict]:
             cleanup_process(PORTAL_STORAGE_ROOT=storage_root, PORTAL_STORAGE_BACKEND="filesystem")
             for _ in range(count)
         ]
-        _wait_for_waiters(cursor, table, count, processes)
+        try:
+            _wait_for_waiters(cursor, table, count, processes)
+        except BaseException:
+            # Not left to run on the test database once the lock is released.
+            for process in processes:
+                process.kill()
+            raise
     reports = []
     for process in processes:
         out, err = process.communicate(timeout=600)
