@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,6 +25,16 @@ def scratch_database(url: str, *, suffix: str, create: bool) -> str:
         if create:
             admin.execute(f'CREATE DATABASE "{name}"')
     return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def scratch_directory(prefix: str) -> Path:
+    """A new directory under the project's ``var/`` (ignored by git), made on a clean clone too.
+
+    On the project's disk rather than /tmp, so the storage figures are of that disk.
+    """
+    var = Path(__file__).resolve().parent.parent / "var"
+    var.mkdir(exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=var))
 
 
 def free_port() -> int:

@@ -29,13 +29,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from bench.support import free_port, scratch_database  # noqa: E402
+from bench.support import free_port, scratch_database, scratch_directory  # noqa: E402
 from bench.upload import (  # noqa: E402
     RssSampler,
     make_token,
@@ -99,7 +98,7 @@ def main():
     args = parse_args()
     if not (JS / "node_modules" / "tus-js-client").exists():
         raise SystemExit(f"run 'npm ci' in {JS} first")
-    workdir = Path(tempfile.mkdtemp(prefix="portal-bench-tus-", dir=PROJECT / "var"))
+    workdir = scratch_directory("portal-bench-tus-")
     env = server_env(workdir)
     database_url = os.environ.get("DATABASE_URL")
     if database_url:

@@ -30,7 +30,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ import requests
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from bench.support import free_port  # noqa: E402
+from bench.support import free_port, scratch_directory  # noqa: E402
 
 MiB = 1024 * 1024
 
@@ -239,7 +238,7 @@ def main():
     args = parse_args()
     size, chunk = args.size_mib * MiB, args.chunk_mib * MiB
     buffer = os.urandom(chunk)
-    workdir = Path(tempfile.mkdtemp(prefix="portal-bench-", dir=PROJECT / "var"))
+    workdir = scratch_directory("portal-bench-")
     env = server_env(workdir)
     server = None
     try:
