@@ -17,13 +17,8 @@ from portal.exceptions import (
     StorageError,
     StorageUnavailable,
 )
-from portal.storage import keys
+from portal.storage import direct_io, keys
 from portal.storage.base import COPY_BUFFER_SIZE, LIST_PAGE_SIZE, DeleteResult, StoredObject
-
-# One copy_file_range call moves at most this much (the kernel caps a call anyway).
-COPY_RANGE_SIZE = 1024**3
-# Errors meaning "this pair of files cannot be copied in the kernel", not a failure.
-COPY_RANGE_UNSUPPORTED = frozenset({errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.ENOTSUP})
 
 
 class FilesystemStorage:
@@ -60,7 +55,7 @@ class FilesystemStorage:
     def _copy(self, stream: BinaryIO, path: Path, *, max_bytes: int | None) -> tuple[int, str]:
         digest = hashlib.sha256()
         size = 0
-        with open(path, "xb") as out:
+        with direct_io.DirectWriter(path) as out:
             while chunk := stream.read(COPY_BUFFER_SIZE):
                 size += len(chunk)
                 if max_bytes is not None and size > max_bytes:
@@ -78,13 +73,13 @@ class FilesystemStorage:
         partial = path.with_name(f".{uuid.uuid4().hex}.partial")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            digest = sha256
             if len(part_keys) != 1 or not self._link(part_keys[0], partial):
-                with open(partial, "xb") as out:
-                    for part_key in part_keys:
-                        with self.open(part_key) as part:
-                            _append(part, out)
+                sources = [self._existing_path(part_key) for part_key in part_keys]
+                copied = direct_io.concatenate(sources, partial, hash_bytes=not sha256)
+                digest = sha256 or copied
             size = os.stat(partial).st_size
-            digest = sha256 or _sha256_of(partial)
+            digest = digest or _sha256_of(partial)
             os.replace(partial, path)
         except OSError as exc:
             _discard(partial)
@@ -113,6 +108,12 @@ class FilesystemStorage:
         # The final object is new: its age (reconcile's orphan grace) starts now.
         os.utime(target)
         return True
+
+    def _existing_path(self, key: str) -> Path:
+        path = self._path(key)
+        if not path.is_file():
+            raise ObjectMissing(key)
+        return path
 
     # -- reading ------------------------------------------------------------
 
@@ -216,22 +217,6 @@ class FilesystemStorage:
             probe.unlink()
         except OSError as exc:
             raise StorageUnavailable(f"storage root {self.root} is not writable") from exc
-
-
-def _append(source: BinaryIO, out: BinaryIO) -> None:
-    """All of ``source`` onto the end of ``out``, copied by the kernel where it can be
-    (``copy_file_range``: no byte passes through Python; on filesystems that share
-    extents, such as XFS or Btrfs, no byte is copied at all)."""
-    if hasattr(os, "copy_file_range"):  # Linux
-        try:
-            while os.copy_file_range(source.fileno(), out.fileno(), COPY_RANGE_SIZE):
-                pass
-            return
-        except OSError as exc:
-            if exc.errno not in COPY_RANGE_UNSUPPORTED:  # else a pair it cannot copy
-                raise
-    while chunk := source.read(COPY_BUFFER_SIZE):
-        out.write(chunk)
 
 
 def _sha256_of(path: Path) -> str:
