@@ -3,6 +3,8 @@
 import hashlib
 from typing import BinaryIO
 
+from portal.services.hashing import BackgroundDigest
+
 
 class PatchBody:
     """The PATCH body, read at most ``length`` bytes, hashed when a checksum is sent and,
@@ -12,7 +14,8 @@ class PatchBody:
         self.stream = stream
         self.left = length
         self.hash = checksum_hash  # a hashlib object for Upload-Checksum, or None
-        self.sha256 = hashlib.sha256() if whole else None
+        # Hashed beside the part's own digest (``write_temp_part``), on another core.
+        self.sha256 = BackgroundDigest(hashlib.sha256()) if whole else None
         self.keys: list[str] = []  # every object written from this body, in order
         self.ended = False  # the stream ran dry before ``length`` bytes
 
