@@ -1,6 +1,7 @@
 """One contract, both adapters: every test runs on the filesystem and on S3 (moto's server)."""
 
 import errno
+import fcntl
 import hashlib
 import io
 import os
@@ -480,12 +481,13 @@ def test_filesystem_one_part_file_is_a_fresh_link_not_a_copy(fs_storage):
     assert stat.st_mtime > datetime.now(UTC).timestamp() - 60
 
 
-@pytest.mark.parametrize("refused", ["link", "copy_file_range"])
+@pytest.mark.parametrize("refused", [(os, "link"), (fcntl, "ioctl")], ids=["link", "clone"])
 def test_filesystem_assembles_by_copying_where_the_kernel_cannot(fs_storage, monkeypatch, refused):
+    # Hard links and shared extents (FICLONERANGE, an ioctl) refused, as across devices.
     def unsupported(*args):
         raise OSError(errno.EXDEV, "Invalid cross-device link")
 
-    monkeypatch.setattr(os, refused, unsupported)
+    monkeypatch.setattr(*refused, unsupported)
     for data in ([b"only part"], [b"ab", b"cd", b"e"]):
         parts = [write(fs_storage, chunk, n) for n, chunk in enumerate(data, start=1)]
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from portal.storage import direct_io
-from portal.storage.base import COPY_BUFFER_SIZE
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -93,7 +92,7 @@ def test_a_block_size_larger_than_the_buffer_alignment_falls_back_to_buffered(
 
     direct_io.concatenate(parts, tmp_path / "final", hash_bytes=False)
 
-    assert refused == [COPY_BUFFER_SIZE]
+    assert refused == [direct_io.BUFFER_SIZE]
     assert (tmp_path / "final").read_bytes() == whole
 
 
@@ -151,3 +150,26 @@ class TestOnAReflinkFilesystem:
 
         assert digest == hashlib.sha256(whole).hexdigest()
         assert (folder / "final").read_bytes() == whole
+
+
+def test_a_write_failing_on_its_thread_fails_the_writer_and_frees_its_buffers(
+    tmp_path, monkeypatch
+):
+    # A full disk is simulated: whole buffers are written on a native thread, so the
+    # error surfaces at the writer's next step, not in the thread.
+    def write_failing(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(direct_io, "_write_all", write_failing)
+    out = direct_io.DirectWriter(tmp_path / "part")
+    fd = out.fd
+
+    with pytest.raises(OSError, match="No space left"):
+        out.write(os.urandom(3 * MiB))
+        out.close()
+    out.close()
+
+    assert out.fd == -1
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        os.fstat(fd)
+    assert all(buffer.closed for buffer in out.buffers)
