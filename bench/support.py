@@ -27,14 +27,15 @@ def scratch_database(url: str, *, suffix: str, create: bool) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-def scratch_directory(prefix: str) -> Path:
-    """A new directory under the project's ``var/`` (ignored by git), made on a clean clone too.
+def scratch_directory(prefix: str, under: Path | None = None) -> Path:
+    """A new directory under ``under``, by default the project's ``var/`` (ignored by
+    git), made on a clean clone too.
 
     On the project's disk rather than /tmp, so the storage figures are of that disk.
     """
-    var = Path(__file__).resolve().parent.parent / "var"
-    var.mkdir(exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=var))
+    under = under or Path(__file__).resolve().parent.parent / "var"
+    under.mkdir(exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=under))
 
 
 def free_port() -> int:

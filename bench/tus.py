@@ -56,6 +56,12 @@ def parse_args():
     parser.add_argument("--small-mib", type=int, default=1, help="small file size (default 1)")
     parser.add_argument("--concurrency", type=int, default=4, help="small files at a time")
     parser.add_argument("--parallel-uploads", type=int, default=1, help="tus-js-client option")
+    parser.add_argument(
+        "--scratch",
+        type=Path,
+        help="directory for the sources and both servers' files (default: var/), "
+        "e.g. an XFS mount, where the portal joins parts by shared extents",
+    )
     return parser.parse_args()
 
 
@@ -98,7 +104,7 @@ def main():
     args = parse_args()
     if not (JS / "node_modules" / "tus-js-client").exists():
         raise SystemExit(f"run 'npm ci' in {JS} first")
-    workdir = scratch_directory("portal-bench-tus-")
+    workdir = scratch_directory("portal-bench-tus-", args.scratch)
     env = server_env(workdir)
     database_url = os.environ.get("DATABASE_URL")
     if database_url:
@@ -161,7 +167,7 @@ def main():
 
     print(
         f"setup: tus-js-client (parallelUploads {args.parallel_uploads}), "
-        f"{'postgresql' if database_url else 'sqlite'}, filesystem storage, "
+        f"{'postgresql' if database_url else 'sqlite'}, filesystem storage under {workdir.parent}, "
         f"{'boot/gunicorn.conf.py (gevent)' if GUNICORN_CONF.exists() else 'gunicorn gthread 2x4'}"
     )
     labels = {
