@@ -41,6 +41,8 @@ DEFAULTS = {
     "PORTAL_PART_IDLE_TIMEOUT_SECONDS": 60.0,
     "PORTAL_STORAGE_BACKEND": "filesystem",
     "PORTAL_STORAGE_ROOT": "var/storage",
+    # Filesystem files written and read around the page cache (O_DIRECT).
+    "PORTAL_STORAGE_DIRECT_IO": True,
     "PORTAL_TEMP_PREFIX": "tmp/",
     "PORTAL_FINAL_PREFIX": "files/",
     # The Celery queue of every portal task; "" = the Celery app's default queue.
@@ -173,6 +175,10 @@ def storage_backend() -> str:
 
 def storage_root() -> Path:
     return Path(get("PORTAL_STORAGE_ROOT")).resolve()
+
+
+def storage_direct_io() -> bool:
+    return bool(get("PORTAL_STORAGE_DIRECT_IO"))
 
 
 def temp_prefix() -> str:

@@ -54,6 +54,7 @@ OVERRIDES = {
     "PORTAL_PART_IDLE_TIMEOUT_SECONDS": ("15", 15.0),
     "PORTAL_STORAGE_BACKEND": ("s3", "s3"),
     "PORTAL_STORAGE_ROOT": ("/srv/portal-storage", "/srv/portal-storage"),
+    "PORTAL_STORAGE_DIRECT_IO": ("false", False),
     "PORTAL_TEMP_PREFIX": ("parts/", "parts/"),
     "PORTAL_FINAL_PREFIX": ("done/", "done/"),
     "PORTAL_CELERY_QUEUE": ("portal", "portal"),

@@ -21,6 +21,7 @@ def build_storage(backend: str | None = None) -> StorageAdapter:
             root=conf.storage_root(),
             temp_prefix=conf.temp_prefix(),
             final_prefix=conf.final_prefix(),
+            direct_io=conf.storage_direct_io(),
         )
     if backend == "s3":
         from portal.storage.s3 import S3Storage

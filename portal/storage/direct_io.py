@@ -7,7 +7,9 @@ write into fresh pages runs at a fifth of the speed of a direct one here (PEP 00
 So both are written with ``O_DIRECT`` through page-aligned buffers, and parts are
 read back the same way. MinIO writes its objects with ``O_DIRECT`` for the same
 reason. A filesystem that refuses ``O_DIRECT``, or a block size the buffer does not
-meet, gets the same bytes through ordinary buffered I/O.
+meet, gets the same bytes through ordinary buffered I/O, as does every file when
+``PORTAL_STORAGE_DIRECT_IO`` is off (a slow network disk, where the page cache lets a
+burst of uploads run ahead of the device).
 
 Joining parts (``concatenate``) first tries shared extents (``FICLONERANGE``, XFS and
 Btrfs): the final file's blocks are then the parts' blocks, and no byte is copied.
@@ -45,8 +47,9 @@ class DirectWriter:
     buffered.
     """
 
-    def __init__(self, path: Path):
-        self.fd = _open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    def __init__(self, path: Path, *, direct: bool = True):
+        self.direct = direct
+        self.fd = _open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, direct=direct)
         # mmap memory is page-aligned (a bytearray's is not).
         self.buffers = [mmap.mmap(-1, BUFFER_SIZE) for _ in range(2)]
         self.views = [memoryview(buffer) for buffer in self.buffers]
@@ -65,7 +68,7 @@ class DirectWriter:
     def copy_from(self, source: Path, digest) -> None:
         """Append all of ``source``, read around the page cache too; hash it into
         ``digest`` unless that is None."""
-        fd = _open(source, os.O_RDONLY)
+        fd = _open(source, os.O_RDONLY, direct=self.direct)
         try:
             while True:
                 # Views of a buffer are released as they go: close() cannot unmap it
@@ -130,7 +133,7 @@ class DirectWriter:
         self.close()
 
 
-def concatenate(sources: list[Path], target: Path, *, hash_bytes: bool) -> str:
+def concatenate(sources: list[Path], target: Path, *, hash_bytes: bool, direct: bool = True) -> str:
     """Write ``sources`` one after another into the new file ``target``.
 
     Returns the SHA-256 of the bytes when ``hash_bytes`` and the bytes were copied;
@@ -140,7 +143,7 @@ def concatenate(sources: list[Path], target: Path, *, hash_bytes: bool) -> str:
     if _clone(sources, target):
         return ""
     digest = hashlib.sha256() if hash_bytes else None
-    with DirectWriter(target) as out:
+    with DirectWriter(target, direct=direct) as out:
         for source in sources:
             out.copy_from(source, digest)
     return digest.hexdigest() if digest is not None else ""
@@ -169,8 +172,8 @@ def _clone(sources: list[Path], target: Path) -> bool:
     return True
 
 
-def _open(path: Path, flags: int) -> int:
-    if O_DIRECT:
+def _open(path: Path, flags: int, *, direct: bool) -> int:
+    if direct and O_DIRECT:
         try:
             return os.open(path, flags | O_DIRECT, 0o666)
         except OSError as exc:

@@ -25,8 +25,9 @@ class FilesystemStorage:
     backend = "filesystem"
     bucket = ""
 
-    def __init__(self, *, root, temp_prefix="tmp/", final_prefix="files/"):
+    def __init__(self, *, root, temp_prefix="tmp/", final_prefix="files/", direct_io=True):
         self.root = Path(root).resolve()
+        self.direct_io = direct_io  # around the page cache (portal.storage.direct_io)
         self.temp_prefix = keys.normalise_prefix(temp_prefix)
         self.final_prefix = keys.normalise_prefix(final_prefix)
 
@@ -55,7 +56,7 @@ class FilesystemStorage:
     def _copy(self, stream: BinaryIO, path: Path, *, max_bytes: int | None) -> tuple[int, str]:
         digest = hashlib.sha256()
         size = 0
-        with direct_io.DirectWriter(path) as out:
+        with direct_io.DirectWriter(path, direct=self.direct_io) as out:
             while chunk := stream.read(COPY_BUFFER_SIZE):
                 size += len(chunk)
                 if max_bytes is not None and size > max_bytes:
@@ -76,7 +77,9 @@ class FilesystemStorage:
             digest = sha256
             if len(part_keys) != 1 or not self._link(part_keys[0], partial):
                 sources = [self._existing_path(part_key) for part_key in part_keys]
-                copied = direct_io.concatenate(sources, partial, hash_bytes=not sha256)
+                copied = direct_io.concatenate(
+                    sources, partial, hash_bytes=not sha256, direct=self.direct_io
+                )
                 digest = sha256 or copied
             size = os.stat(partial).st_size
             digest = digest or _sha256_of(partial)

@@ -3,6 +3,7 @@ in order, whatever the sizes and whatever the filesystem offers."""
 
 import errno
 import hashlib
+import io
 import os
 import shutil
 import uuid
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from portal.storage import direct_io
+from portal.storage import build_storage, direct_io
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -173,3 +174,29 @@ def test_a_write_failing_on_its_thread_fails_the_writer_and_frees_its_buffers(
     with pytest.raises(OSError, match="Bad file descriptor"):
         os.fstat(fd)
     assert all(buffer.closed for buffer in out.buffers)
+
+
+def test_with_direct_io_off_the_adapter_never_asks_for_o_direct(tmp_path, monkeypatch, settings):
+    settings.PORTAL_STORAGE_BACKEND = "filesystem"
+    settings.PORTAL_STORAGE_ROOT = str(tmp_path)
+    settings.PORTAL_STORAGE_DIRECT_IO = False
+    real_open = os.open
+    flags_asked = []
+
+    def recording_open(path, flags, *args):
+        flags_asked.append(flags)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(direct_io.os, "open", recording_open)
+    storage = build_storage()
+    data = [os.urandom(size) for size in (MiB, MiB, 5)]
+    parts = [
+        storage.write_temp_part(uuid.uuid4(), n, io.BytesIO(chunk), max_bytes=None)
+        for n, chunk in enumerate(data, start=1)
+    ]
+
+    final = storage.assemble_final(uuid.uuid4(), "a.bin", [part.key for part in parts])
+
+    assert flags_asked and not any(flags & direct_io.O_DIRECT for flags in flags_asked)
+    assert (tmp_path / final.key).read_bytes() == b"".join(data)
+    assert final.sha256 == hashlib.sha256(b"".join(data)).hexdigest()
