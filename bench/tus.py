@@ -145,6 +145,9 @@ def main():
                 ("portal", f"{base}/uploads/tus/", token),
                 ("peer", peer_url, ""),
             ):
+                # Each run starts with no dirty pages of the one before: the kernel's
+                # writeback of them would slow whichever server came second.
+                os.sync()
                 figures[name, server] = client(
                     endpoint, auth, files, concurrency=concurrency, parallel=args.parallel_uploads
                 )
