@@ -6,6 +6,7 @@ production server) ``threading`` makes greenlets, which share one core; real
 threads come from the hub's pool there.
 """
 
+import os
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,3 +34,8 @@ def _gevent_thread_pool():
 @cache
 def _executor() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=8, thread_name_prefix="portal-native")
+
+
+# A forked child (a Celery pool process) inherits the executor but not its threads,
+# and would queue work for threads it believes idle: it makes its own.
+os.register_at_fork(after_in_child=_executor.cache_clear)

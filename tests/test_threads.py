@@ -2,9 +2,11 @@
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -71,3 +73,24 @@ def test_a_background_digest_equals_hashing_in_order():
         digest.update(piece)
 
     assert digest.hexdigest() == hashlib.sha256(b"".join(pieces)).hexdigest()
+
+
+def test_a_forked_child_runs_calls_on_threads_of_its_own():
+    threads.start(int)()  # the parent's executor now has an idle thread
+    child = os.fork()
+    if child == 0:  # the child: exit 0 only if its call completes
+        try:
+            os._exit(0 if threads.start(lambda: 7)() == 7 else 1)
+        finally:
+            os._exit(2)
+    for _ in range(100):
+        done, status = os.waitpid(child, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        pytest.fail("the forked child's call never ran")
+
+    assert os.waitstatus_to_exitcode(status) == 0
