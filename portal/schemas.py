@@ -51,6 +51,11 @@ SHA256_PATTERN = r"^[0-9a-fA-F]{64}$"
 DOCUMENT_SETTINGS = []
 
 
+def parts_needed(total_size_bytes: int, chunk_size_bytes: int) -> int:
+    """How many parts of ``chunk_size_bytes`` hold the file (the last one may be short)."""
+    return math.ceil(total_size_bytes / chunk_size_bytes)
+
+
 def document_settings() -> tuple:
     """The current values of every setting the document states: its cache key."""
     return tuple(read() for read in DOCUMENT_SETTINGS)
@@ -153,7 +158,7 @@ class SessionRequest(BaseModel):
 
     @property
     def total_parts(self) -> int:
-        return math.ceil(self.total_size_bytes / self.chunk_size_bytes)
+        return parts_needed(self.total_size_bytes, self.chunk_size_bytes)
 
     def matches(self, session: UploadSession) -> bool:
         return (

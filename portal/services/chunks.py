@@ -172,6 +172,11 @@ def _record_part(session, part_number, stored: StoredObject, *, now) -> PartRece
     with transaction.atomic():
         locked = UploadSession.objects.select_for_update().get(pk=session.pk)
         ensure_accepts_writes(locked, now=now)
+        if locked.chunk_size_bytes != session.chunk_size_bytes:  # tus widened its parts
+            raise Conflict(
+                f"Part {part_number} was cut for a part size the upload no longer has.",
+                code="part_conflict",
+            )
         existing = UploadPart.objects.filter(session=locked, part_number=part_number).first()
         if existing is not None and existing.sha256 != stored.sha256:
             raise Conflict(

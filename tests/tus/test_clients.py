@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -80,6 +81,20 @@ def lines(output: str) -> list[dict]:
     return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
 
 
+def settled_bytes(partials, *, timeout: float = 10.0) -> int:
+    """What the uploads hold once the server has stored what arrived: each body sent in
+    one PATCH is one part (PEP 0024), kept as a tail a moment after the client dies."""
+    deadline = time.monotonic() + timeout
+    held = previous = -1
+    while time.monotonic() < deadline:
+        held = sum(s.bytes_received + s.tus.tail_size for s in partials.select_related("tus"))
+        if held > 0 and held == previous:
+            break
+        previous = held
+        time.sleep(0.2)
+    return held
+
+
 def node_harness() -> Path:
     installed = (JS_DIR / "node_modules" / "tus-js-client").exists()
     require(installed and shutil.which("node") is not None, f"needs node and 'npm ci' in {JS_DIR}")
@@ -115,7 +130,7 @@ def test_tus_js_client_parallel_uploads_are_killed_resumed_and_concatenated(
     # Four partial uploads, each holding what arrived of its body before the kill.
     partials = UploadSession.objects.filter(tus__is_partial=True)
     assert partials.count() == 4
-    held = sum(s.bytes_received + s.tus.tail_size for s in partials.select_related("tus"))
+    held = settled_bytes(partials)
     assert 0 < held < source.stat().st_size
     portal_server.restart()
     resumed = subprocess.run(

@@ -1,6 +1,7 @@
 """tus 1.0.0 over Django's test client: core, creation, checksum, concatenation, termination."""
 
 import hashlib
+import io
 import os
 import re
 from datetime import timedelta
@@ -9,6 +10,7 @@ import pytest
 from django.utils import timezone
 from django.utils.http import parse_http_date
 
+from portal.exceptions import Conflict
 from portal.models import TusUpload, UploadFile, UploadPart, UploadSession
 from portal.services.cleanup import sweep_orphan_storage_objects
 from portal.views.tus import parse_checksum
@@ -84,16 +86,71 @@ def test_one_patch_of_the_whole_upload_hands_finalize_its_sha256(tus, fs_storage
         return assemble(self, *args, sha256=sha256)
 
     monkeypatch.setattr(type(fs_storage), "assemble_final", spy)
-    whole = path_of(tus.create(len(DATA)))
-    tus.patch(whole, 0, DATA)
-    resumed = path_of(tus.create(len(DATA)))
-    tus.patch(resumed, 0, DATA[:20])
-    tus.patch(resumed, 20, DATA[20:])
+    data = DATA * 3  # three parts of 64 sent whole, twenty of 8 in small PATCHes
+    whole = path_of(tus.create(len(data)))
+    tus.patch(whole, 0, data)
+    resumed = path_of(tus.create(len(data)))
+    tus.patch(resumed, 0, data[:20])
+    tus.patch(resumed, 20, data[20:])
 
-    # Seven parts each time: the whole PATCH hashed the file on the way; the resumed
-    # one's file was hashed by the adapter.
-    assert seen == [hashlib.sha256(DATA).hexdigest(), ""]
+    # The whole PATCH hashed the file on the way; the resumed one's file was hashed by
+    # the adapter.
+    assert seen == [hashlib.sha256(data).hexdigest(), ""]
     assert [e.payload["file"]["sha256"] for e in stored_events()] == [seen[0]] * 2
+    parts = [
+        UploadPart.objects.filter(session_id=path.rsplit("/", 1)[1]) for path in (whole, resumed)
+    ]
+    assert [p.count() for p in parts] == [3, 20]
+
+
+def test_a_body_of_the_whole_upload_gets_parts_of_the_largest_size(tus, fs_storage):
+    data = DATA * 3
+    url = path_of(tus.create(len(data)))
+
+    assert tus.patch(url, 0, data).status_code == 204
+
+    session = UploadSession.objects.get(pk=url.rsplit("/", 1)[1])
+    assert (session.chunk_size_bytes, session.total_parts) == (64, 3)  # PORTAL_CHUNK_SIZE_MAX
+    sizes = UploadPart.objects.filter(session=session).order_by("part_number")
+    assert [part.size_bytes for part in sizes] == [64, 64, 28]
+    assert stored_bytes(fs_storage, session.pk) == data
+
+
+def test_a_part_cut_for_the_size_before_widening_is_refused_and_discarded(
+    tus, tus_user, fs_storage
+):
+    # The race of two first PATCHes: one widens the parts while the other, which read
+    # the session before, has cut a part of the old size. Its count must fail.
+    from portal.services import tus as tus_service
+    from portal.services.chunks import accept_part
+
+    data = DATA * 3
+    url = path_of(tus.create(len(data)))
+    session_id = url.rsplit("/", 1)[1]
+    stale = UploadSession.objects.get(pk=session_id)
+    tus_service.append(  # the whole upload, cut off after 52 bytes: widened, then a tail
+        user=tus_user,
+        upload_id=session_id,
+        offset=0,
+        stream=BreaksAfter(data, good=len(DATA), error=ConnectionResetError()),
+        content_length=len(data),
+    )
+    stored = fs_storage.write_temp_part(stale.pk, 1, io.BytesIO(data[:8]), max_bytes=8)
+
+    with pytest.raises(Conflict):
+        accept_part(stale, 1, stored, storage=fs_storage, now=timezone.now())
+
+    assert not UploadPart.objects.filter(session_id=session_id).exists()
+    assert stored.key not in temp_objects(fs_storage)
+    # Nor can a short piece of the old size replace the tail (built on that same tail).
+    tail = TusUpload.objects.get(session_id=session_id)
+    short = fs_storage.write_temp_part(stale.pk, 1, io.BytesIO(data[:3]), max_bytes=8)
+    with pytest.raises(Conflict):
+        tus_service._commit(
+            stale, tail, 1, short, base=tail.tail_key, storage=fs_storage, now=timezone.now()
+        )
+    assert TusUpload.objects.get(session_id=session_id).tail_size == len(DATA)
+    assert tus.head(url)["Upload-Offset"] == str(len(DATA))
 
 
 def test_creation_with_upload_and_metadata_echo(tus, fs_storage):
@@ -393,9 +450,12 @@ def test_a_client_that_hangs_up_keeps_what_arrived(tus, tus_user, fs_storage):
         stream=BreaksAfter(DATA, good=19, error=ConnectionResetError()),
         content_length=len(DATA),
     )
-    assert state.offset == 19  # two parts and a tail of 3: durable, resumable
+    # A body of the whole upload has parts of PORTAL_CHUNK_SIZE_MAX (64 here): what
+    # arrived is the tail of the first, durable and resumable.
+    assert state.offset == 19
     assert tus.head(url)["Upload-Offset"] == "19"
-    assert len(temp_objects(fs_storage)) == 3
+    assert len(temp_objects(fs_storage)) == 1
+    assert UploadSession.objects.get(pk=url.rsplit("/", 1)[1]).chunk_size_bytes == 64
 
 
 @pytest.mark.s3
