@@ -22,6 +22,24 @@ def start(function: Callable, *args) -> Callable[[], object]:
     return _executor().submit(function, *args).result
 
 
+class OneInFlight:
+    """Calls started one after another, at most one running: starting the next waits
+    for the one before, so their order holds and so does the memory they hold."""
+
+    def __init__(self):
+        self._pending = None  # waits for the running call
+
+    def start(self, function: Callable, *args) -> None:
+        self.wait()
+        self._pending = start(function, *args)
+
+    def wait(self) -> None:
+        """Wait for the running call, if any; raise what it raised."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending()
+
+
 def _gevent_thread_pool():
     monkey = sys.modules.get("gevent.monkey")
     if monkey is None or not monkey.is_module_patched("threading"):

@@ -13,17 +13,11 @@ class BackgroundDigest:
 
     def __init__(self, digest):
         self._digest = digest
-        self._pending = None  # waits for the buffer being hashed
+        self._updates = threads.OneInFlight()
 
     def update(self, data: bytes) -> None:
-        self._wait()
-        self._pending = threads.start(self._digest.update, data)
+        self._updates.start(self._digest.update, data)
 
     def hexdigest(self) -> str:
-        self._wait()
+        self._updates.wait()
         return self._digest.hexdigest()
-
-    def _wait(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending()

@@ -55,7 +55,7 @@ class DirectWriter:
         self.views = [memoryview(buffer) for buffer in self.buffers]
         self.view = self.views[0]
         self.filled = 0
-        self.pending = None  # waits for the other buffer's write
+        self.writes = threads.OneInFlight()  # the other buffer's
 
     def write(self, data) -> None:
         data = memoryview(data)
@@ -94,19 +94,17 @@ class DirectWriter:
         self.filled += size
         if self.filled == len(self.view):
             self._wait()
-            self.pending = threads.start(_write_all, self.fd, self.view)
+            self.writes.start(_write_all, self.fd, self.view)
             self.views.reverse()
             self.view = self.views[0]
             self.filled = 0
 
     def _wait(self) -> None:
-        if self.pending is not None:
-            pending, self.pending = self.pending, None
-            try:
-                pending()
-            except BaseException:
-                self.filled = 0  # the file is broken: close() writes nothing more
-                raise
+        try:
+            self.writes.wait()
+        except BaseException:
+            self.filled = 0  # the file is broken: close() writes nothing more
+            raise
 
     def close(self) -> None:
         """Write what is left and close; safe to call again."""
