@@ -324,10 +324,13 @@ def _widen_parts(session: UploadSession, tus: TusUpload) -> UploadSession:
     PATCHes keeps the default size: each of its PATCHes rewrites the tail in front
     of its bytes, and a larger part would make that tail larger. Done only before
     any part or tail exists, under the session lock; a PATCH racing this one with
-    the old size then fails its count (409) instead of mixing part sizes.
+    the old size then fails its count (409) instead of mixing part sizes. An upload
+    that larger parts would not cut into fewer (one that fits one part already)
+    is left as it is, without the transaction.
     """
     chunk_size = conf.chunk_size_max()
-    if session.chunk_size_bytes >= chunk_size or session.completed_parts or tus.tail_key:
+    total_parts = parts_needed(session.total_size_bytes, chunk_size)
+    if total_parts >= session.total_parts or session.completed_parts or tus.tail_key:
         return session
     with transaction.atomic():
         locked = UploadSession.objects.select_for_update().get(pk=session.pk)
@@ -338,7 +341,6 @@ def _widen_parts(session: UploadSession, tus: TusUpload) -> UploadSession:
             or tail_key
         ):
             return session  # another PATCH moved first: this one's count will say 409
-        total_parts = parts_needed(session.total_size_bytes, chunk_size)
         UploadSession.objects.filter(pk=session.pk).update(
             chunk_size_bytes=chunk_size, total_parts=total_parts
         )

@@ -116,6 +116,17 @@ def test_a_body_of_the_whole_upload_gets_parts_of_the_largest_size(tus, fs_stora
     assert stored_bytes(fs_storage, session.pk) == data
 
 
+def test_a_body_that_fits_one_part_leaves_the_parts_as_they_are(tus, fs_storage):
+    data = DATA[:6]  # one part of the default size of 8: larger parts save nothing
+    url = path_of(tus.create(len(data)))
+
+    assert tus.patch(url, 0, data).status_code == 204
+
+    session = UploadSession.objects.get(pk=url.rsplit("/", 1)[1])
+    assert (session.chunk_size_bytes, session.total_parts) == (8, 1)
+    assert stored_bytes(fs_storage, session.pk) == data
+
+
 def test_a_part_cut_for_the_size_before_widening_is_refused_and_discarded(
     tus, tus_user, fs_storage
 ):
