@@ -29,20 +29,22 @@ def emit_event(
     commit or neither does. Emitting again with the same ``idempotency_key`` returns
     the existing event and creates nothing.
     """
-    existing = OutboxEvent.objects.filter(idempotency_key=idempotency_key).first()
-    if existing is not None:
-        return existing
     now = now or timezone.now()
     event_id = new_id()
-    event = OutboxEvent.objects.create(
-        id=event_id,
-        event_type=event_type,
-        payload=_payload(event_type, event_id, now, body),
-        aggregate_type=aggregate_type,
-        aggregate_id=str(aggregate_id),
-        idempotency_key=idempotency_key,
-        created_at=now,
-    )
+    values = {
+        "id": event_id,
+        "event_type": event_type,
+        "payload": _payload(event_type, event_id, now, body),
+        "aggregate_type": aggregate_type,
+        "aggregate_id": str(aggregate_id),
+        "idempotency_key": idempotency_key,
+    }
+    # Inserted unless the key exists (one statement on PostgreSQL), then read only if so.
+    if not _insert_events([{**values, "id": str(event_id)}], now):
+        return OutboxEvent.objects.get(idempotency_key=idempotency_key)
+    values.update(created_at=now, updated_at=now)
+    names = [field.attname for field in OutboxEvent._meta.concrete_fields]  # from_db's order
+    event = OutboxEvent.from_db(connection.alias, names, [values[name] for name in names])
     OutboxDelivery.objects.bulk_create(
         OutboxDelivery(event=event, destination=destination, endpoint=endpoint, next_attempt_at=now)
         for destination, endpoint in destinations_for(event_type)
