@@ -100,15 +100,18 @@ def store_session(
     streamed: Streamed | None = None,
     storage: StorageAdapter | None = None,
     now=None,
+    read: UploadSession | None = None,
 ) -> UploadSession:
     """``finalize_session`` without describing the result: the session as committed.
 
     When the session's parts are exactly ``streamed.part_keys`` (no other writer
     counted one), ``streamed.sha256`` is the file's and the file is not read back.
+    ``read`` is the session as the caller has just read it for ``user`` (with its
+    file), to save reading it again; step 3 checks it under the lock all the same.
     """
     now = now or timezone.now()
     storage = storage or get_storage()
-    session, rows = _claim(user=user, session_id=session_id, sha256=sha256, now=now)
+    session, rows = _claim(user=user, session_id=session_id, sha256=sha256, now=now, read=read)
     if session.status == UploadSession.Status.COMPLETE:
         return session
     part_keys = tuple(key for key, _ in rows)
@@ -129,9 +132,9 @@ def store_session(
         raise
 
 
-def _claim(*, user, session_id, sha256, now) -> tuple[UploadSession, list[tuple[str, str]]]:
+def _claim(*, user, session_id, sha256, now, read) -> tuple[UploadSession, list[tuple[str, str]]]:
     """The checked session and its parts' ``(temp key, sha256)`` in order."""
-    session = get_owned_session(user=user, session_id=session_id)
+    session = read or get_owned_session(user=user, session_id=session_id)
     if session.status == UploadSession.Status.COMPLETE:
         _check_client_sha256(session.file, sha256)
         return session, []
@@ -226,7 +229,9 @@ def _commit(user, session, assembled: StoredObject, *, sha256, storage, now) -> 
 
 
 def _store(session: UploadSession, assembled: StoredObject, *, user, storage, now) -> None:
-    upload_file = session.file
+    # Read after the session's lock (so current), with its policy for the expiry.
+    upload_file = UploadFile.objects.select_related("retention_policy").get(pk=session.file_id)
+    session.file = upload_file
     upload_file.sha256 = assembled.sha256
     upload_file.size_bytes = assembled.size
     upload_file.status = UploadFile.Status.STORED

@@ -147,7 +147,7 @@ def get_upload(*, user, upload_id, storage: StorageAdapter | None = None, now=No
         ensure_accepts_writes(session, now=now or timezone.now())  # 410 when gone
     state = _state(session, tus)
     if not state.complete and not tus.is_partial and state.offset == state.length:
-        store_session(user=user, session_id=session.pk, storage=storage, now=now)
+        store_session(user=user, session_id=session.pk, storage=storage, now=now, read=session)
         session, tus = _get(user, upload_id)
         state = _state(session, tus)
     return state
@@ -311,7 +311,14 @@ def append(
     if not tus.is_partial and state.offset == state.length and not state.complete:
         # Trusted only if the counted parts are exactly this body's (no PATCH raced it).
         streamed = Streamed(body.sha256.hexdigest(), tuple(body.keys)) if whole else None
-        store_session(user=user, session_id=session.pk, streamed=streamed, storage=storage, now=now)
+        store_session(
+            user=user,
+            session_id=session.pk,
+            streamed=streamed,
+            storage=storage,
+            now=now,
+            read=session,
+        )
         state = replace(state, expires_at=None, complete=True)
     return state
 
