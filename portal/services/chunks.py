@@ -177,7 +177,12 @@ def _record_part(session, part_number, stored: StoredObject, *, now) -> PartRece
                 f"Part {part_number} was cut for a part size the upload no longer has.",
                 code="part_conflict",
             )
-        existing = UploadPart.objects.filter(session=locked, part_number=part_number).first()
+        # Parts are counted in the transaction that records them: none counted, none to read.
+        existing = (
+            UploadPart.objects.filter(session=locked, part_number=part_number).first()
+            if locked.completed_parts
+            else None
+        )
         if existing is not None and existing.sha256 != stored.sha256:
             raise Conflict(
                 f"Part {part_number} was already received with different content.",

@@ -243,7 +243,8 @@ def create_session(*, user, request: SessionRequest, now=None) -> SessionStatus:
         if existing is not None:
             return describe_session(existing)
     try:
-        with transaction.atomic():
+        # Only a key can collide (the race below): without one, no savepoint to undo to.
+        with transaction.atomic(savepoint=bool(request.idempotency_key)):
             upload_file = UploadFile.objects.create(
                 original_filename=request.original_filename,
                 content_type=request.content_type or "",
