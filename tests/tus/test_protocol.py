@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 from django.utils.http import parse_http_date
 
@@ -114,6 +115,22 @@ def test_a_body_of_the_whole_upload_gets_parts_of_the_largest_size(tus, fs_stora
     sizes = UploadPart.objects.filter(session=session).order_by("part_number")
     assert [part.size_bytes for part in sizes] == [64, 64, 28]
     assert stored_bytes(fs_storage, session.pk) == data
+
+
+def test_a_small_upload_in_one_patch_costs_a_bounded_number_of_statements(
+    tus, fs_storage, django_assert_max_num_queries
+):
+    # The per-file cost of many small files is mostly statements (PEP 0024, "Small
+    # files"): each one the hot path gains shows up here. Counted inside the test's
+    # transaction, where each atomic block is a savepoint.
+    data = DATA[:6]
+    tus.create(len(data))  # the token's first use is recorded (once a minute)
+    with django_assert_max_num_queries(7):  # token; policy; file, session, tus row
+        url = path_of(tus.create(len(data)))
+    # token, session; the part; finalize (elsewhere the event's key is read first)
+    with django_assert_max_num_queries(17 if connection.vendor == "postgresql" else 18):
+        assert tus.patch(url, 0, data).status_code == 204
+    assert len(stored_events()) == 1
 
 
 def test_a_body_that_fits_one_part_leaves_the_parts_as_they_are(tus, fs_storage):
