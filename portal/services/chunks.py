@@ -14,6 +14,7 @@ from django.db import IntegrityError, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from portal.db import unique_row
 from portal.exceptions import (
     ChecksumMismatch,
     Conflict,
@@ -179,7 +180,7 @@ def _record_part(session, part_number, stored: StoredObject, *, now) -> PartRece
             )
         # Parts are counted in the transaction that records them: none counted, none to read.
         existing = (
-            UploadPart.objects.filter(session=locked, part_number=part_number).first()
+            unique_row(UploadPart.objects.filter(session=locked, part_number=part_number))
             if locked.completed_parts
             else None
         )

@@ -13,7 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from portal import conf
-from portal.db import iso_sql
+from portal.db import iso_sql, unique_row
 from portal.exceptions import Conflict, NotFound, SessionGone
 from portal.logs import get_logger
 from portal.metrics import counters
@@ -192,7 +192,7 @@ def get_owned_session(*, user, session_id, for_update: bool = False) -> UploadSe
     # taken before the lock was granted, so the file would look as it was before a
     # concurrent commit. Loaded lazily after the lock, it is current.
     sessions = sessions.select_for_update() if for_update else sessions.select_related("file")
-    session = sessions.filter(pk=parse_session_id(session_id)).first()
+    session = unique_row(sessions.filter(pk=parse_session_id(session_id)))
     if session is None:
         raise NotFound("No such upload session.")
     return session

@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.db.models import Q
 from django.utils import timezone
 
+from portal.db import unique_row
 from portal.exceptions import AuthenticationFailed
 from portal.logs import get_logger
 from portal.models import ApiToken
@@ -56,7 +57,9 @@ def authenticate_token(raw: str, *, now=None):
     """Return the active user owning the token ``raw``; ``AuthenticationFailed`` otherwise."""
     if not raw:
         raise AuthenticationFailed("Missing bearer token.", code="missing_token")
-    api_token = ApiToken.objects.select_related("user").filter(token_hash=hash_token(raw)).first()
+    api_token = unique_row(
+        ApiToken.objects.select_related("user").filter(token_hash=hash_token(raw))
+    )
     if api_token is None or not api_token.user.is_active:
         raise AuthenticationFailed("Invalid bearer token.", code="invalid_token")
     if api_token.revoked_at is not None:

@@ -25,6 +25,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from portal import conf
+from portal.db import unique_row
 from portal.exceptions import (
     ChecksumMismatch,
     Conflict,
@@ -102,13 +103,12 @@ class Checksum:
 def _get(user, upload_id, *, for_update=False) -> tuple[UploadSession, TusUpload]:
     if for_update:
         session = get_owned_session(user=user, session_id=upload_id, for_update=True)
-        tus = TusUpload.objects.select_for_update().filter(session=session).first()
+        tus = unique_row(TusUpload.objects.select_for_update().filter(session=session))
     else:  # one query: the ownership filter of get_owned_session, with the tus row joined
-        session = (
+        session = unique_row(
             UploadSession.objects.owned_by(user)
             .select_related("file", "tus")
             .filter(pk=parse_session_id(upload_id))
-            .first()
         )
         if session is None:
             raise NotFound("No such upload session.")
