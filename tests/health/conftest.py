@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,13 @@ def postgres_bin_dir() -> Path | None:
     return None
 
 
+def _signal_child(pid: int, signum: int) -> None:
+    # A backend may exit between the listing of the children and the signal (a
+    # connection closing after a restart): it needs no signal then.
+    with suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
 class ThrowawayCluster:
     """A PostgreSQL cluster in a temporary directory, on a free loopback port.
 
@@ -112,12 +120,13 @@ class ThrowawayCluster:
         postmaster = self._postmaster_pid()
         os.kill(postmaster, signal.SIGSTOP)  # first, so it forks no new backend meanwhile
         for pid in child_pids(postmaster):
-            os.kill(pid, signal.SIGSTOP)
+            _signal_child(pid, signal.SIGSTOP)
 
     def thaw(self) -> None:
         postmaster = self._postmaster_pid()
-        for pid in [*child_pids(postmaster), postmaster]:
-            os.kill(pid, signal.SIGCONT)
+        for pid in child_pids(postmaster):
+            _signal_child(pid, signal.SIGCONT)
+        os.kill(postmaster, signal.SIGCONT)
 
     def _postmaster_pid(self) -> int:
         return int((self.data_dir / "postmaster.pid").read_text().split()[0])
