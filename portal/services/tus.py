@@ -14,9 +14,7 @@ PATCH that carried the whole upload, so the file is not read back to hash it.
 Concatenation moves complete partials' part rows onto one new session (PEP 0024).
 """
 
-import hashlib
-from dataclasses import dataclass, replace
-from datetime import datetime
+from dataclasses import replace
 from typing import BinaryIO
 
 import pydantic
@@ -27,7 +25,6 @@ from django.utils import timezone
 from portal import conf
 from portal.db import unique_row
 from portal.exceptions import (
-    ChecksumMismatch,
     Conflict,
     LengthRequired,
     NotFound,
@@ -51,51 +48,17 @@ from portal.services.sessions import (
     parse_session_id,
 )
 from portal.services.tus_body import PatchBody, Piece
+from portal.services.tus_messages import (
+    CHECKSUM_ALGORITHMS,
+    Checksum,
+    TusChecksumMismatch,
+    TusForbidden,
+    TusMetadata,
+    TusState,
+)
 from portal.storage import StorageAdapter, StoredObject, get_storage
 
 log = get_logger(__name__)
-
-CHECKSUM_ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
-DEFAULT_FILENAME = "upload"
-
-
-class TusChecksumMismatch(ChecksumMismatch):
-    status = 460  # tus's answer to a body that does not match Upload-Checksum
-
-
-class TusForbidden(UploadRejected):
-    status, code = 403, "forbidden"
-
-
-@dataclass(frozen=True)
-class TusMetadata:
-    """The ``Upload-Metadata`` pairs the portal reads, plus the raw header to echo."""
-
-    raw: str
-    filename: str
-    filetype: str
-    retention_class: str  # a retention policy code; "" means the default policy
-
-
-@dataclass(frozen=True)
-class TusState:
-    """What HEAD, PATCH and POST tell a tus client."""
-
-    upload_id: str
-    offset: int
-    length: int
-    metadata: str
-    expires_at: datetime | None
-    is_partial: bool
-    is_final: bool
-    complete: bool
-
-
-@dataclass(frozen=True)
-class Checksum:
-    algorithm: str
-    digest: bytes
-
 
 # -- state -----------------------------------------------------------------
 

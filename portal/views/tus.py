@@ -18,7 +18,7 @@ from portal import conf
 from portal.auth import authenticate_request
 from portal.exceptions import StorageError, UploadRejected
 from portal.logs import get_logger
-from portal.services import tus
+from portal.services import tus, tus_messages
 from portal.views.bodies import idle_timeout_body
 from portal.views.uploads import content_length_of, error_response
 
@@ -83,11 +83,11 @@ def _options() -> HttpResponse:
     response["Tus-Version"] = TUS_VERSION
     response["Tus-Extension"] = TUS_EXTENSIONS
     response["Tus-Max-Size"] = str(conf.max_file_size())
-    response["Tus-Checksum-Algorithm"] = ",".join(tus.CHECKSUM_ALGORITHMS)
+    response["Tus-Checksum-Algorithm"] = ",".join(tus_messages.CHECKSUM_ALGORITHMS)
     return response
 
 
-def parse_metadata(header: str) -> tus.TusMetadata:
+def parse_metadata(header: str) -> tus_messages.TusMetadata:
     """``key base64value,key2 …`` → ``TusMetadata``; 400 on a malformed pair."""
     pairs = {}
     for item in filter(None, (part.strip() for part in header.split(","))):
@@ -101,32 +101,32 @@ def parse_metadata(header: str) -> tus.TusMetadata:
                 f"Upload-Metadata value of {key!r} is not base64 of UTF-8 text.",
                 code="invalid_metadata",
             ) from None
-    return tus.TusMetadata(
+    return tus_messages.TusMetadata(
         raw=header.strip(),
-        filename=pairs.get("filename") or pairs.get("name") or tus.DEFAULT_FILENAME,
+        filename=pairs.get("filename") or pairs.get("name") or tus_messages.DEFAULT_FILENAME,
         filetype=pairs.get("filetype") or pairs.get("type") or "",
         retention_class=pairs.get("retention_class", ""),
     )
 
 
-def parse_checksum(header: str | None) -> tus.Checksum | None:
+def parse_checksum(header: str | None) -> tus_messages.Checksum | None:
     """``Upload-Checksum: <algorithm> <base64 digest>``; 400 for an unknown algorithm."""
     if header is None:
         return None
     algorithm, _, value = header.strip().partition(" ")
-    if algorithm not in tus.CHECKSUM_ALGORITHMS:
+    if algorithm not in tus_messages.CHECKSUM_ALGORITHMS:
         raise UploadRejected(
             f"Checksum algorithm {algorithm!r} is not supported; use "
-            f"{', '.join(tus.CHECKSUM_ALGORITHMS)}.",
+            f"{', '.join(tus_messages.CHECKSUM_ALGORITHMS)}.",
             code="unsupported_checksum_algorithm",
         )
     try:
         digest = base64.b64decode(value.strip(), validate=True)
     except ValueError:
         digest = b""
-    if len(digest) != tus.CHECKSUM_ALGORITHMS[algorithm]().digest_size:
+    if len(digest) != tus_messages.CHECKSUM_ALGORITHMS[algorithm]().digest_size:
         raise UploadRejected("Upload-Checksum is not a base64 digest.", code="invalid_checksum")
-    return tus.Checksum(algorithm=algorithm, digest=digest)
+    return tus_messages.Checksum(algorithm=algorithm, digest=digest)
 
 
 def _integer_header(request, name: str) -> int | None:
@@ -139,7 +139,7 @@ def _integer_header(request, name: str) -> int | None:
     return int(value)
 
 
-def _state_headers(response: HttpResponse, state: tus.TusState) -> HttpResponse:
+def _state_headers(response: HttpResponse, state: tus_messages.TusState) -> HttpResponse:
     response["Upload-Offset"] = str(state.offset)
     response["Upload-Length"] = str(state.length)
     if state.metadata:
@@ -158,7 +158,7 @@ def _upload_id(url: str) -> str:
     return url.rstrip("/").rpartition("/")[2]
 
 
-def _body_of(request) -> tuple[int | None, tus.Checksum | None]:
+def _body_of(request) -> tuple[int | None, tus_messages.Checksum | None]:
     if request.headers.get("Content-Type", "").split(";")[0].strip() != OFFSET_CONTENT_TYPE:
         raise UnsupportedMediaType(f"Send the bytes as Content-Type: {OFFSET_CONTENT_TYPE}.")
     checksum = parse_checksum(request.headers.get("Upload-Checksum"))
