@@ -7,7 +7,8 @@ onto parts of the session's chunk size: bytes ``[(n-1)·chunk, n·chunk)`` are p
 the last whole part (the *tail*) are written as one more temp object (a temp-part
 key of the next part number) that the ``TusUpload`` row points at. The next PATCH
 reads that tail back in front of its own bytes, so ``offset = bytes_received +
-tail_size`` is always exactly what storage durably holds (PEP 0024). A PATCH with ``Upload-Checksum``
+tail_size`` is always exactly what storage durably holds (PEP 0024; the tail's rules are
+in ``portal.services.tus_tails``). A PATCH with ``Upload-Checksum``
 writes all its objects first and counts none of them unless the body matches.
 Reaching ``Upload-Length`` finalizes (``finalize.store_session``), with the SHA-256 of a
 PATCH that carried the whole upload, so the file is not read back to hash it.
@@ -28,7 +29,6 @@ from portal.exceptions import (
     Conflict,
     LengthRequired,
     NotFound,
-    ObjectMissing,
     PartTooLarge,
     TooLarge,
     UploadRejected,
@@ -36,7 +36,7 @@ from portal.exceptions import (
 from portal.logs import get_logger
 from portal.models import TusUpload, UploadFile, UploadPart, UploadSession
 from portal.schemas import parts_needed
-from portal.services.chunks import accept_part, discard, expected_part_size, release_connections
+from portal.services.chunks import discard, expected_part_size, release_connections
 from portal.services.finalize import Streamed, store_session
 from portal.services.sessions import (
     SessionRequest,
@@ -56,6 +56,7 @@ from portal.services.tus_messages import (
     TusMetadata,
     TusState,
 )
+from portal.services.tus_tails import Checkpoints, commit_piece, open_tail, tail_is_current
 from portal.storage import StorageAdapter, StoredObject, get_storage
 
 log = get_logger(__name__)
@@ -81,12 +82,8 @@ def _get(user, upload_id, *, for_update=False) -> tuple[UploadSession, TusUpload
     return session, tus
 
 
-def _tail_is_current(session: UploadSession, tus: TusUpload) -> bool:
-    return bool(tus.tail_key) and tus.tail_part_number == session.completed_parts + 1
-
-
 def _offset(session: UploadSession, tus: TusUpload) -> int:
-    return session.bytes_received + (tus.tail_size if _tail_is_current(session, tus) else 0)
+    return session.bytes_received + (tus.tail_size if tail_is_current(session, tus) else 0)
 
 
 def _state(session: UploadSession, tus: TusUpload) -> TusState:
@@ -249,10 +246,11 @@ def append(
             code="upload_length_exceeded",
         )
     if offset == 0 and content_length == session.total_size_bytes:
-        session = _widen_parts(session, tus)
-    whole = content_length == session.total_size_bytes and not tus.is_partial
+        session = _widen_parts(session, tus, one_part=storage.reports_written)
+    # A file of one part is hashed as that part is written (finalize takes its digest).
+    whole = content_length == session.total_size_bytes and session.total_parts > 1
     digest = CHECKSUM_ALGORITHMS[checksum.algorithm]() if checksum else None
-    body = PatchBody(stream, content_length, digest, whole=whole)
+    body = PatchBody(stream, content_length, digest, whole=whole and not tus.is_partial)
     written: list[tuple[int, StoredObject, str]] = []  # (part, object, its tail): uncounted
     try:
         _stream_pieces(session, tus, body, written, storage, commit=checksum is None, now=now)
@@ -264,7 +262,7 @@ def append(
                 )
             while written:
                 number, stored, base = written[0]
-                _commit(session, tus, number, stored, base=base, storage=storage, now=now)
+                commit_piece(session, tus, number, stored, base=base, storage=storage, now=now)
                 written.pop(0)
     finally:
         if written:
@@ -273,7 +271,7 @@ def append(
     state = _state(session, tus)
     if not tus.is_partial and state.offset == state.length and not state.complete:
         # Trusted only if the counted parts are exactly this body's (no PATCH raced it).
-        streamed = Streamed(body.sha256.hexdigest(), tuple(body.keys)) if whole else None
+        streamed = Streamed(body.sha256.hexdigest(), tuple(body.keys)) if body.sha256 else None
         store_session(
             user=user,
             session_id=session.pk,
@@ -286,11 +284,18 @@ def append(
     return state
 
 
-def _widen_parts(session: UploadSession, tus: TusUpload) -> UploadSession:
-    """Parts of ``PORTAL_CHUNK_SIZE_MAX`` for an upload whose first PATCH carries it all.
+def _widen_parts(session: UploadSession, tus: TusUpload, *, one_part: bool) -> UploadSession:
+    """Larger parts for an upload whose first PATCH carries it all: one part when
+    ``one_part`` (the storage reports a part as it grows) and the upload is not a
+    partial one, else parts of ``PORTAL_CHUNK_SIZE_MAX``.
 
-    Each part costs a row, a locked commit and a check, so a large upload sent in
-    one body goes faster in fewer, larger parts (PEP 0024). A client that sends small
+    Each part costs a row, a locked commit and a check, and on the filesystem a file
+    of one part becomes its final object by a hard link, where several are copied
+    into it: a large upload sent in one body goes faster in fewer, larger parts (PEP
+    0024). A part larger than ``PORTAL_CHUNK_SIZE_MAX`` is recorded as the tail at
+    each such step while it is written (``tus_tails.Checkpoints``), so a server that dies
+    loses no more of it than of a part of that size. Partial uploads keep parts of at
+    most that size, as concatenation joins their parts. A client that sends small
     PATCHes keeps the default size: each of its PATCHes rewrites the tail in front
     of its bytes, and a larger part would make that tail larger. Done only before
     any part or tail exists, under the session lock; a PATCH racing this one with
@@ -298,7 +303,8 @@ def _widen_parts(session: UploadSession, tus: TusUpload) -> UploadSession:
     that larger parts would not cut into fewer (one that fits one part already)
     is left as it is, without the transaction.
     """
-    chunk_size = conf.chunk_size_max()
+    one_part = one_part and not tus.is_partial
+    chunk_size = session.total_size_bytes if one_part else conf.chunk_size_max()
     total_parts = parts_needed(session.total_size_bytes, chunk_size)
     if total_parts >= session.total_parts or session.completed_parts or tus.tail_key:
         return session
@@ -321,17 +327,25 @@ def _widen_parts(session: UploadSession, tus: TusUpload) -> UploadSession:
 def _stream_pieces(session, tus, body: PatchBody, written, storage, *, commit: bool, now) -> None:
     """Cut the body at part boundaries into new objects (counted now when ``commit``)."""
     number = session.completed_parts + 1
-    tail = tus.tail_size if _tail_is_current(session, tus) else 0
+    tail = tus.tail_size if tail_is_current(session, tus) else 0
     head_key = tus.tail_key if tail else ""
     while body.left > 0 and not body.ended:
         expected = expected_part_size(session, number)
-        head = _open_tail(session, tus, head_key, storage) if head_key else None
+        head = open_tail(session, tus, head_key, storage) if head_key else None
         # The body may take minutes to arrive: hold no database connection meanwhile
         # (as receive_part), or slow clients take all of them.
         release_connections()
-        piece = Piece(head, body, expected - tail)
+        piece = Piece(head, tail, body, expected - tail)
+        # A body with a checksum counts nothing, so records no tail, before it matches.
+        checkpoints = Checkpoints(session, tus, number, head_key, tail, storage, now=now)
         try:
-            stored = storage.write_temp_part(session.pk, number, piece, max_bytes=expected)
+            stored = storage.write_temp_part(
+                session.pk,
+                number,
+                piece,
+                max_bytes=expected,
+                on_written=checkpoints if commit and storage.reports_written else None,
+            )
         except PartTooLarge:  # the old tail and the body are bounded: cannot happen
             raise UploadRejected("The body does not fit the upload.") from None
         finally:
@@ -340,71 +354,11 @@ def _stream_pieces(session, tus, body: PatchBody, written, storage, *, commit: b
         written.append((number, stored, head_key))
         body.keys.append(stored.key)
         if commit:
-            _commit(session, tus, number, stored, base=head_key, storage=storage, now=now)
+            commit_piece(session, tus, number, stored, base=head_key, storage=storage, now=now)
             written.pop()
         if stored.size < expected:
             return
         number, tail, head_key = number + 1, 0, ""
-
-
-def _open_tail(session, tus, key: str, storage) -> BinaryIO:
-    """The tail object; if it is gone, forget it and send the client back to the parts."""
-    try:
-        return storage.open(key)
-    except ObjectMissing:
-        TusUpload.objects.filter(pk=tus.pk, tail_key=key).update(
-            tail_key="", tail_size=0, tail_part_number=0
-        )
-        log.warning("tus.tail_missing", session_id=str(session.pk), key=key)
-        raise Conflict(
-            "The stored tail of this upload is gone; resume from Upload-Offset "
-            f"{session.bytes_received}.",
-            code="offset_mismatch",
-            offset=session.bytes_received,
-        ) from None
-
-
-def _commit(session, tus, number: int, stored: StoredObject, *, base: str, storage, now):
-    """Count a whole part or make ``stored`` the tail (built on ``base``); drop the old tail."""
-    spent = ""
-    if stored.size == expected_part_size(session, number):
-        accept_part(session, number, stored, storage=storage, now=now)
-        if tus.tail_key:  # as last read: a PATCH that found and made no tail skips this
-            with transaction.atomic():
-                spent = _locked_tail(tus, up_to=number)
-                TusUpload.objects.filter(pk=tus.pk, tail_key=spent).update(
-                    tail_key="", tail_size=0, tail_part_number=0
-                )
-            tus.tail_key = "" if spent else tus.tail_key
-    else:
-        with transaction.atomic():
-            locked = UploadSession.objects.select_for_update().get(pk=session.pk)
-            ensure_accepts_writes(locked, now=now)
-            spent = _locked_tail(tus, up_to=number)
-            current = spent if spent and tus.tail_part_number == number else ""
-            moved = locked.chunk_size_bytes != session.chunk_size_bytes  # parts widened
-            if moved or locked.completed_parts + 1 != number or current != base:
-                raise Conflict("Another PATCH moved the upload on.", code="offset_mismatch")
-            TusUpload.objects.filter(pk=tus.pk).update(
-                tail_key=stored.key, tail_size=stored.size, tail_part_number=number
-            )
-            tus.tail_key = stored.key
-            UploadSession.objects.filter(pk=locked.pk).update(last_activity_at=now)
-        log.info(
-            "tus.tail_stored",
-            session_id=str(session.pk),
-            part_number=number,
-            size_bytes=stored.size,
-        )
-    if spent:
-        discard(storage, spent)
-
-
-def _locked_tail(tus: TusUpload, *, up_to: int) -> str:
-    """Lock the tus row; its tail key if that tail is of part ``up_to`` or earlier."""
-    row = TusUpload.objects.select_for_update().get(pk=tus.pk)
-    tus.tail_part_number = row.tail_part_number
-    return row.tail_key if row.tail_key and row.tail_part_number <= up_to else ""
 
 
 # -- termination -----------------------------------------------------------

@@ -36,14 +36,17 @@ class PatchBody:
 
 
 class Piece:
-    """Reads an old tail object, then at most ``limit`` bytes of the body."""
+    """Reads the first ``head_size`` bytes of an old tail object, then at most ``limit``
+    bytes of the body. (A tail recorded while it was written may hold more bytes than
+    were recorded: those are not the upload's yet.)"""
 
-    def __init__(self, head: BinaryIO | None, body: PatchBody, limit: int):
-        self.head, self.body, self.limit = head, body, limit
+    def __init__(self, head: BinaryIO | None, head_size: int, body: PatchBody, limit: int):
+        self.head, self.head_left, self.body, self.limit = head, head_size, body, limit
 
     def read(self, size: int = -1) -> bytes:
         if self.head is not None:
-            data = self.head.read(size)
+            data = self.head.read(min(size, self.head_left) if size > 0 else self.head_left)
+            self.head_left -= len(data)
             if data:
                 return data
             self.head.close()

@@ -5,7 +5,7 @@ final prefix. Adapters build keys from ids themselves and refuse any key that
 would leave its prefix, so no caller can reach outside the storage root.
 """
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -42,14 +42,25 @@ class DeleteResult:
 class StorageAdapter(Protocol):
     backend: str  # "filesystem" or "s3"
     bucket: str  # "" on the filesystem
+    # Whether write_temp_part calls ``on_written``: a part can be read while it is
+    # written (a file can; an S3 multipart upload is no object until it completes).
+    reports_written: bool
 
     def write_temp_part(
-        self, session_id, part_number: int, stream: BinaryIO, *, max_bytes: int
+        self,
+        session_id,
+        part_number: int,
+        stream: BinaryIO,
+        *,
+        max_bytes: int,
+        on_written: Callable[[str, int], bool] | None = None,
     ) -> StoredObject:
         """Stream one part to a new, unique temp key, computing its size and SHA-256.
 
         Raises ``PartTooLarge`` (and keeps nothing) when the stream holds more than
-        ``max_bytes``.
+        ``max_bytes``. Where ``reports_written``, ``on_written(key, size)`` is called as
+        the object grows, ``size`` being bytes that reading it now returns; once it
+        answers True the caller points at the object, and a write that fails keeps it.
         """
 
     def open(self, key: str) -> BinaryIO:

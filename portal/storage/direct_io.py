@@ -56,6 +56,8 @@ class DirectWriter:
         self.view = self.views[0]
         self.filled = 0
         self.writes = threads.OneInFlight()  # the other buffer's
+        self.submitted = 0  # bytes of the buffers handed to a write
+        self.written = 0  # bytes whose write has returned: readable in the file
 
     def write(self, data) -> None:
         data = memoryview(data)
@@ -94,7 +96,9 @@ class DirectWriter:
         self.filled += size
         if self.filled == len(self.view):
             self._wait()
+            self.written = self.submitted
             self.writes.start(_write_all, self.fd, self.view)
+            self.submitted += len(self.view)
             self.views.reverse()
             self.view = self.views[0]
             self.filled = 0

@@ -24,6 +24,7 @@ from portal.storage.base import COPY_BUFFER_SIZE, LIST_PAGE_SIZE, DeleteResult, 
 class FilesystemStorage:
     backend = "filesystem"
     bucket = ""
+    reports_written = True  # a part is a file, readable as it grows
 
     def __init__(self, *, root, temp_prefix="tmp/", final_prefix="files/", direct_io=True):
         self.root = Path(root).resolve()
@@ -39,32 +40,41 @@ class FilesystemStorage:
 
     # -- writing ------------------------------------------------------------
 
-    def write_temp_part(self, session_id, part_number, stream, *, max_bytes):
+    def write_temp_part(self, session_id, part_number, stream, *, max_bytes, on_written=None):
         key = keys.temp_part_key(self.temp_prefix, session_id, part_number)
         path = self._path(key, self.temp_prefix)
+        recorded = False  # on_written said the caller points at the object: keep it
+
+        def written(size: int) -> None:
+            nonlocal recorded
+            recorded = bool(on_written(key, size)) or recorded
+
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            size, digest = self._copy(stream, path, max_bytes=max_bytes)
-        except OSError as exc:
-            _discard(path)
-            raise StorageUnavailable(f"cannot write {key}: {exc.strerror}") from exc
-        except BaseException:
-            _discard(path)  # the stream itself failed (e.g. the client went away)
+            size, digest = self._copy(
+                stream, path, max_bytes=max_bytes, written=written if on_written else None
+            )
+        except BaseException as exc:  # a write failed, or the stream (the client went away)
+            if not recorded:
+                _discard(path)
+            if isinstance(exc, OSError):
+                raise StorageUnavailable(f"cannot write {key}: {exc.strerror}") from exc
             raise
         return StoredObject(key=key, size=size, sha256=digest)
 
-    def _copy(self, stream: BinaryIO, path: Path, *, max_bytes: int | None) -> tuple[int, str]:
+    def _copy(self, stream: BinaryIO, path: Path, *, max_bytes: int | None, written) -> tuple:
         digest = hashlib.sha256()
-        size = 0
+        size = reported = 0
         with direct_io.DirectWriter(path, direct=self.direct_io) as out:
             while chunk := stream.read(COPY_BUFFER_SIZE):
                 size += len(chunk)
                 if max_bytes is not None and size > max_bytes:
-                    out.close()
-                    path.unlink(missing_ok=True)
                     raise PartTooLarge(f"part is larger than {max_bytes} bytes")
                 digest.update(chunk)
                 out.write(chunk)
+                if written is not None and out.written > reported:
+                    reported = out.written
+                    written(reported)
         return size, digest.hexdigest()
 
     def assemble_final(self, file_id, filename, part_keys, *, sha256=""):

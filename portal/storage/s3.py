@@ -73,6 +73,7 @@ def _reason(exc: Exception) -> str:
 
 class S3Storage:
     backend = "s3"
+    reports_written = False
 
     def __init__(
         self,
@@ -122,7 +123,7 @@ class S3Storage:
 
     # -- writing --------------------------------------------------------------
 
-    def write_temp_part(self, session_id, part_number, stream, *, max_bytes):
+    def write_temp_part(self, session_id, part_number, stream, *, max_bytes, on_written=None):
         key = keys.validate_key(
             keys.temp_part_key(self.temp_prefix, session_id, part_number), self.temp_prefix
         )

@@ -167,6 +167,43 @@ def test_a_failing_stream_leaves_nothing(storage, size):
         assert uploads.get("Uploads", []) == []
 
 
+def test_a_growing_part_reports_the_bytes_a_reader_gets(storage):
+    data, reports = generated_bytes(5 * MiB + 3), []
+
+    def on_written(key, size):
+        assert read_all(storage, key)[:size] == data[:size]
+        reports.append(size)
+        return False
+
+    stored = storage.write_temp_part(
+        uuid.uuid4(), 1, io.BytesIO(data), max_bytes=len(data), on_written=on_written
+    )
+
+    # One buffer of 1 MiB is in flight behind the bytes reported; S3 reports nothing,
+    # as a multipart upload in progress is no object.
+    assert reports == ([1 * MiB, 2 * MiB, 3 * MiB, 4 * MiB] if storage.reports_written else [])
+    assert read_all(storage, stored.key) == data
+
+
+@pytest.mark.parametrize("recorded", [False, True])
+def test_a_failing_stream_keeps_a_growing_part_only_once_the_caller_recorded_it(
+    fs_storage, recorded
+):
+    with pytest.raises(StreamBroke):
+        fs_storage.write_temp_part(
+            uuid.uuid4(),
+            1,
+            BreakingStream(3 * MiB),
+            max_bytes=10 * MiB,
+            on_written=lambda key, size: recorded,
+        )
+
+    kept = temp_keys(fs_storage)
+    assert len(kept) == recorded
+    if recorded:
+        assert read_all(fs_storage, kept[0]) == generated_bytes(3 * MiB)
+
+
 def test_part_of_exactly_max_bytes_is_accepted(storage):
     stored = storage.write_temp_part(uuid.uuid4(), 1, GeneratedStream(MiB), max_bytes=MiB)
 

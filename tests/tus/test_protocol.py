@@ -79,42 +79,47 @@ def test_upload_in_patches_of_any_size_maps_offsets_to_parts(tus, fs_storage):
     assert head["Upload-Offset"] == head["Upload-Length"] == str(len(DATA))
 
 
-def test_one_patch_of_the_whole_upload_hands_finalize_its_sha256(tus, fs_storage, monkeypatch):
-    assemble, seen = type(fs_storage).assemble_final, []
+def test_one_patch_of_the_whole_upload_hands_finalize_its_sha256(tus, storage, monkeypatch):
+    assemble, seen = type(storage).assemble_final, []
 
     def spy(self, *args, sha256=""):
         seen.append(sha256)
         return assemble(self, *args, sha256=sha256)
 
-    monkeypatch.setattr(type(fs_storage), "assemble_final", spy)
-    data = DATA * 3  # three parts of 64 sent whole, twenty of 8 in small PATCHes
+    monkeypatch.setattr(type(storage), "assemble_final", spy)
+    data = DATA * 3  # sent whole, and in twenty small PATCHes of parts of 8
     whole = path_of(tus.create(len(data)))
     tus.patch(whole, 0, data)
     resumed = path_of(tus.create(len(data)))
     tus.patch(resumed, 0, data[:20])
     tus.patch(resumed, 20, data[20:])
 
-    # The whole PATCH hashed the file on the way; the resumed one's file was hashed by
-    # the adapter.
+    # The whole PATCH hashed the file on the way (as its one part on the filesystem,
+    # beside its three parts on S3); the resumed one's file was hashed by the adapter.
     assert seen == [hashlib.sha256(data).hexdigest(), ""]
     assert [e.payload["file"]["sha256"] for e in stored_events()] == [seen[0]] * 2
     parts = [
         UploadPart.objects.filter(session_id=path.rsplit("/", 1)[1]) for path in (whole, resumed)
     ]
-    assert [p.count() for p in parts] == [3, 20]
+    assert [p.count() for p in parts] == [1 if storage.reports_written else 3, 20]
+    assert stored_bytes(storage, whole.rsplit("/", 1)[1]) == data
 
 
-def test_a_body_of_the_whole_upload_gets_parts_of_the_largest_size(tus, fs_storage):
+def test_a_body_of_the_whole_upload_gets_one_part_or_parts_of_the_largest_size(tus, storage):
     data = DATA * 3
     url = path_of(tus.create(len(data)))
 
     assert tus.patch(url, 0, data).status_code == 204
 
     session = UploadSession.objects.get(pk=url.rsplit("/", 1)[1])
-    assert (session.chunk_size_bytes, session.total_parts) == (64, 3)  # PORTAL_CHUNK_SIZE_MAX
     sizes = UploadPart.objects.filter(session=session).order_by("part_number")
-    assert [part.size_bytes for part in sizes] == [64, 64, 28]
-    assert stored_bytes(fs_storage, session.pk) == data
+    if storage.reports_written:  # the filesystem: one part, linked as the final file
+        assert (session.chunk_size_bytes, session.total_parts) == (len(data), 1)
+        assert [part.size_bytes for part in sizes] == [len(data)]
+    else:  # S3: parts of PORTAL_CHUNK_SIZE_MAX
+        assert (session.chunk_size_bytes, session.total_parts) == (64, 3)
+        assert [part.size_bytes for part in sizes] == [64, 64, 28]
+    assert stored_bytes(storage, session.pk) == data
 
 
 def test_a_small_upload_in_one_patch_costs_a_bounded_number_of_statements(
@@ -150,6 +155,7 @@ def test_a_part_cut_for_the_size_before_widening_is_refused_and_discarded(
     # The race of two first PATCHes: one widens the parts while the other, which read
     # the session before, has cut a part of the old size. Its count must fail.
     from portal.services import tus as tus_service
+    from portal.services import tus_tails
     from portal.services.chunks import accept_part
 
     data = DATA * 3
@@ -174,7 +180,7 @@ def test_a_part_cut_for_the_size_before_widening_is_refused_and_discarded(
     tail = TusUpload.objects.get(session_id=session_id)
     short = fs_storage.write_temp_part(stale.pk, 1, io.BytesIO(data[:3]), max_bytes=8)
     with pytest.raises(Conflict):
-        tus_service._commit(
+        tus_tails.commit_piece(
             stale, tail, 1, short, base=tail.tail_key, storage=fs_storage, now=timezone.now()
         )
     assert TusUpload.objects.get(session_id=session_id).tail_size == len(DATA)
@@ -478,12 +484,14 @@ def test_a_client_that_hangs_up_keeps_what_arrived(tus, tus_user, fs_storage):
         stream=BreaksAfter(DATA, good=19, error=ConnectionResetError()),
         content_length=len(DATA),
     )
-    # A body of the whole upload has parts of PORTAL_CHUNK_SIZE_MAX (64 here): what
-    # arrived is the tail of the first, durable and resumable.
+    # A body of the whole upload is one part on the filesystem: what arrived is its
+    # tail, durable and resumable.
     assert state.offset == 19
     assert tus.head(url)["Upload-Offset"] == "19"
     assert len(temp_objects(fs_storage)) == 1
-    assert UploadSession.objects.get(pk=url.rsplit("/", 1)[1]).chunk_size_bytes == 64
+    assert UploadSession.objects.get(pk=url.rsplit("/", 1)[1]).chunk_size_bytes == len(DATA)
+    assert tus.patch(url, 19, DATA[19:]).status_code == 204
+    assert stored_bytes(fs_storage, url.rsplit("/", 1)[1]) == DATA
 
 
 @pytest.mark.s3
