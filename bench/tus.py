@@ -16,8 +16,10 @@ files of ``--small-mib`` (default 200 x 1 MiB, four at a time) to
 - the peer: ``@tus/server`` with ``@tus/file-store`` (``tests/tus/js/peer.mjs``) on
   the same machine and disk.
 
-Prints one line per figure: each workload's throughput on both servers and the
-ratio portal/peer (goal >= 1.0x), and the portal's resident memory (master and
+Each workload runs ``--rounds`` times (default 2), the servers' order alternating,
+so neither always goes second. Prints one line per figure: each workload's
+throughput on both servers over all rounds, the ratio portal/peer (goal >= 1.0x)
+and each round's, and the portal's resident memory (master and
 workers summed from /proc, sampled during the run): idle, peak, growth (goal
 < 64 MiB).
 """
@@ -56,6 +58,12 @@ def parse_args():
     parser.add_argument("--small-mib", type=int, default=1, help="small file size (default 1)")
     parser.add_argument("--concurrency", type=int, default=4, help="small files at a time")
     parser.add_argument("--parallel-uploads", type=int, default=1, help="tus-js-client option")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="rounds of each workload, the servers' order alternating (default 2)",
+    )
     parser.add_argument(
         "--scratch",
         type=Path,
@@ -140,17 +148,23 @@ def main():
         idle = rss_bytes(pids)
         sampler = RssSampler(pids)
         sampler.start()
+        servers = [("portal", f"{base}/uploads/tus/", token), ("peer", peer_url, "")]
         for name, files, concurrency in (("big", big, 1), ("small", small, args.concurrency)):
-            for server, endpoint, auth in (
-                ("portal", f"{base}/uploads/tus/", token),
-                ("peer", peer_url, ""),
-            ):
-                # Each run starts with no dirty pages of the one before: the kernel's
-                # writeback of them would slow whichever server came second.
-                os.sync()
-                figures[name, server] = client(
-                    endpoint, auth, files, concurrency=concurrency, parallel=args.parallel_uploads
-                )
+            for round_number in range(args.rounds):
+                # Whichever server goes second meets the state the first left (free
+                # memory, the disk's queue), so the order alternates between rounds.
+                for server, endpoint, auth in servers[:: 1 if round_number % 2 == 0 else -1]:
+                    # No dirty pages of the run before: their writeback would slow it.
+                    os.sync()
+                    figures.setdefault((name, server), []).append(
+                        client(
+                            endpoint,
+                            auth,
+                            files,
+                            concurrency=concurrency,
+                            parallel=args.parallel_uploads,
+                        )
+                    )
         peak = sampler.stop()
         stored = manage(
             env,
@@ -180,13 +194,21 @@ def main():
     for name in ("big", "small"):
         rates = {}
         for server in ("portal", "peer"):
-            figure = figures[name, server]
-            rates[server] = figure["bytes"] / 1e6 / figure["seconds"]
+            runs = figures[name, server]
+            seconds = sum(run["seconds"] for run in runs)
+            rates[server] = sum(run["bytes"] for run in runs) / 1e6 / seconds
             print(
-                f"{name}_{server}: {rates[server]:.0f} MB/s ({figure['seconds']:.2f} s, {labels[name]})"
+                f"{name}_{server}: {rates[server]:.0f} MB/s "
+                f"({seconds / len(runs):.2f} s a round, {labels[name]}, {len(runs)} rounds)"
             )
         print(f"{name}_ratio_portal_vs_peer: {rates['portal'] / rates['peer']:.2f}x")
-    print(f"file_stored_events: {stored.splitlines()[-1]} (expected {len(warm) + 1 + len(small)})")
+        by_round = [
+            (portal["bytes"] / portal["seconds"]) / (peer["bytes"] / peer["seconds"])
+            for portal, peer in zip(figures[name, "portal"], figures[name, "peer"], strict=True)
+        ]
+        print(f"{name}_ratio_by_round: {' '.join(f'{ratio:.2f}x' for ratio in by_round)}")
+    expected = len(warm) + args.rounds * (1 + len(small))
+    print(f"file_stored_events: {stored.splitlines()[-1]} (expected {expected})")
     print(f"server_rss_idle: {idle / MiB:.1f} MiB")
     print(f"server_rss_peak: {peak / MiB:.1f} MiB")
     print(f"server_rss_growth: {(peak - idle) / MiB:.1f} MiB")
