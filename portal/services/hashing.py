@@ -1,7 +1,8 @@
 """A digest fed on another core while the request that reads the bytes goes on.
 
-A whole-upload tus PATCH hashes every byte twice: each part for its row, and the
-file for finalize (PEP 0024). The file's digest runs beside the part's.
+A whole-upload tus PATCH cut into several parts (on S3) hashes every byte twice:
+each part for its row, and the file for finalize (PEP 0024). The file's digest runs
+beside the part's. (On the filesystem such an upload is one part, hashed once.)
 """
 
 from portal import threads

@@ -8,7 +8,7 @@ from portal.services.hashing import BackgroundDigest
 
 class PatchBody:
     """The PATCH body, read at most ``length`` bytes, hashed when a checksum is sent and,
-    when it is the ``whole`` upload, with SHA-256 for finalize."""
+    when ``whole`` (the whole upload, in several parts), with SHA-256 for finalize."""
 
     def __init__(self, stream: BinaryIO, length: int, checksum_hash, *, whole: bool):
         self.stream = stream
