@@ -5,7 +5,7 @@ import errno
 import hashlib
 import os
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -62,7 +62,9 @@ class FilesystemStorage:
             raise
         return StoredObject(key=key, size=size, sha256=digest)
 
-    def _copy(self, stream: BinaryIO, path: Path, *, max_bytes: int | None, written) -> tuple:
+    def _copy(
+        self, stream: BinaryIO, path: Path, *, max_bytes: int | None, written: Callable | None
+    ) -> tuple[int, str]:
         digest = hashlib.sha256()
         size = reported = 0
         with direct_io.DirectWriter(path, direct=self.direct_io) as out:
