@@ -28,20 +28,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from storages.backends.s3 import S3Storage as DjangoStoragesS3
 
 from portal import conf
-from portal.exceptions import InvalidStorageKey, ObjectMissing, PartTooLarge, StorageUnavailable
+from portal.exceptions import InvalidStorageKey, ObjectMissing, StorageUnavailable
 from portal.logs import get_logger
 from portal.storage import base, keys
 from portal.storage.base import COPY_BUFFER_SIZE, DELETE_BATCH_SIZE, DeleteResult, StoredObject
+from portal.storage.s3_streams import UPLOAD_BUFFER_SIZE, ChainedReader, MeteredReader, fill
 
 log = get_logger(__name__)
 
 S3_ERRORS = (ClientError, BotoCoreError)
 MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
-# S3 refuses multipart parts under 5 MiB (all but the last). Parts are uploaded from
-# a buffer of this size, which is also the most a write holds in memory.
-UPLOAD_BUFFER_SIZE = 5 * 1024**2
-# The buffer fills in small reads, so it stays the only large allocation of a write.
-FILL_READ_SIZE = 256 * 1024
 
 # botocore's "max_attempts" counts retries after the first try; "total_max_attempts"
 # counts every try, which is what these limits mean.
@@ -127,13 +123,13 @@ class S3Storage:
         key = keys.validate_key(
             keys.temp_part_key(self.temp_prefix, session_id, part_number), self.temp_prefix
         )
-        reader = _MeteredReader(stream, max_bytes=max_bytes)
+        reader = MeteredReader(stream, max_bytes=max_bytes)
         self._upload(key, reader)
         return StoredObject(key=key, size=reader.size, sha256=reader.sha256)
 
     def _upload(self, key: str, reader) -> None:
         """Stream ``reader`` to ``key``, one buffer at a time; on any failure keep nothing."""
-        buffer = _fill(reader)
+        buffer = fill(reader)
         if len(buffer) < UPLOAD_BUFFER_SIZE:
             # The whole stream fitted in one buffer: a single PutObject.
             try:
@@ -156,7 +152,7 @@ class S3Storage:
                 )
                 etags.append(response["ETag"])
                 buffer = None  # let the sent buffer go before the next one fills
-                buffer = _fill(reader)
+                buffer = fill(reader)
             self._complete_multipart(key, upload_id, etags)
             completed = True
         except S3_ERRORS as exc:
@@ -185,7 +181,7 @@ class S3Storage:
             self._copy_object(part_keys[0], key)
         elif not part_keys or not self._copy_multipart(part_keys, key):
             # Nothing to copy (an empty file), or parts S3 will not compose.
-            reader = _MeteredReader(_ChainedReader(self, part_keys), max_bytes=None)
+            reader = MeteredReader(ChainedReader(self, part_keys), max_bytes=None)
             self._upload(key, reader)
             return StoredObject(key=key, size=reader.size, sha256=reader.sha256)
         size, digest = (self._size(key), sha256) if sha256 else self._hash(key)
@@ -359,72 +355,6 @@ class S3Storage:
             self.check_client.head_bucket(Bucket=self.bucket)
         except S3_ERRORS as exc:
             raise StorageUnavailable(f"bucket {self.bucket} unavailable: {_reason(exc)}") from exc
-
-
-class _MeteredReader:
-    """Pass a stream's bytes through, counting and hashing them.
-
-    Never asks the stream for more than one byte past ``max_bytes``, and raises
-    ``PartTooLarge`` as soon as that byte arrives.
-    """
-
-    def __init__(self, stream, *, max_bytes: int | None):
-        self._stream = stream
-        self._max_bytes = max_bytes
-        self._digest = hashlib.sha256()
-        self.size = 0
-
-    def read(self, size: int) -> bytes:
-        if self._max_bytes is not None:
-            size = min(size, self._max_bytes + 1 - self.size)
-        chunk = self._stream.read(size)
-        self.size += len(chunk)
-        if self._max_bytes is not None and self.size > self._max_bytes:
-            raise PartTooLarge(f"part is larger than {self._max_bytes} bytes")
-        self._digest.update(chunk)
-        return chunk
-
-    @property
-    def sha256(self) -> str:
-        return self._digest.hexdigest()
-
-
-def _fill(reader) -> bytearray:
-    """Up to ``UPLOAD_BUFFER_SIZE`` bytes of ``reader``; shorter only at its end."""
-    # Filled in place: growing a bytearray chunk by chunk would briefly hold two copies.
-    buffer = bytearray(UPLOAD_BUFFER_SIZE)
-    view = memoryview(buffer)
-    filled = 0
-    while filled < UPLOAD_BUFFER_SIZE:
-        chunk = reader.read(min(FILL_READ_SIZE, UPLOAD_BUFFER_SIZE - filled))
-        if not chunk:
-            break
-        view[filled : filled + len(chunk)] = chunk
-        filled += len(chunk)
-    view.release()
-    del buffer[filled:]
-    return buffer
-
-
-class _ChainedReader:
-    """The temp parts read one after another, as one stream."""
-
-    def __init__(self, storage: S3Storage, part_keys: list[str]):
-        self._storage = storage
-        self._pending = list(part_keys)
-        self._current = None
-
-    def read(self, size: int) -> bytes:
-        while True:
-            if self._current is None:
-                if not self._pending:
-                    return b""
-                self._current = self._storage.open(self._pending.pop(0))
-            chunk = self._current.read(size)
-            if chunk:
-                return chunk
-            self._current.close()
-            self._current = None
 
 
 class _ObjectReader(io.RawIOBase):
