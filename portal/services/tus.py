@@ -248,9 +248,13 @@ def append(
     if offset == 0 and content_length == session.total_size_bytes:
         session = _widen_parts(session, tus, one_part=storage.reports_written)
     # A file of one part is hashed as that part is written (finalize takes its digest).
-    whole = content_length == session.total_size_bytes and session.total_parts > 1
+    whole = (
+        content_length == session.total_size_bytes
+        and session.total_parts > 1
+        and not tus.is_partial
+    )
     digest = CHECKSUM_ALGORITHMS[checksum.algorithm]() if checksum else None
-    body = PatchBody(stream, content_length, digest, whole=whole and not tus.is_partial)
+    body = PatchBody(stream, content_length, digest, whole=whole)
     written: list[tuple[int, StoredObject, str]] = []  # (part, object, its tail): uncounted
     try:
         _stream_pieces(session, tus, body, written, storage, commit=checksum is None, now=now)

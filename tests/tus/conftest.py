@@ -4,7 +4,7 @@ import hashlib
 import pytest
 from django.test import Client, override_settings
 
-from portal.models import OutboxEvent
+from portal.models import OutboxEvent, UploadFile
 from portal.services.tokens import create_api_token
 from tests.factories import make_user
 
@@ -24,6 +24,13 @@ def metadata(**pairs) -> str:
 
 def checksum(algorithm: str, data: bytes) -> str:
     return f"{algorithm} {base64.b64encode(hashlib.new(algorithm, data).digest()).decode()}"
+
+
+def stored_bytes(storage, session_id) -> bytes:
+    """The stored file of the upload ``session_id``, read through ``storage``."""
+    upload_file = UploadFile.objects.get(session__pk=session_id)
+    with storage.open(upload_file.storage_key) as f:
+        return f.read()
 
 
 def stored_events() -> list[OutboxEvent]:

@@ -14,10 +14,11 @@ from django.test import override_settings
 from portal.exceptions import Conflict
 from portal.models import TusUpload, UploadPart, UploadSession
 from portal.services import tus as tus_service
+from portal.services import tus_body
 from portal.storage import direct_io
 from portal.views.tus import parse_checksum
 from tests.api.conftest import temp_objects
-from tests.tus.conftest import checksum, path_of, stored_events
+from tests.tus.conftest import checksum, path_of, stored_bytes, stored_events
 
 pytestmark = pytest.mark.django_db
 
@@ -64,12 +65,6 @@ def upload_id(url: str) -> str:
     return url.rsplit("/", 1)[1]
 
 
-def stored_bytes(storage, url) -> bytes:
-    session = UploadSession.objects.select_related("file").get(pk=upload_id(url))
-    with storage.open(session.file.storage_key) as f:
-        return f.read()
-
-
 def append(user, url, offset, body, length, **kwargs):
     return tus_service.append(
         user=user,
@@ -81,13 +76,17 @@ def append(user, url, offset, body, length, **kwargs):
     )
 
 
-def test_a_whole_upload_is_one_part_that_becomes_the_file_without_a_copy(
+def test_a_whole_upload_is_one_part_that_becomes_the_file_without_a_copy_or_a_second_hash(
     tus, fs_storage, monkeypatch
 ):
     def no_copy(*args, **kwargs):
         raise AssertionError("a one-part file is linked, not copied")
 
+    def no_second_hash(*args, **kwargs):
+        raise AssertionError("a one-part file is hashed once, as its part")
+
     monkeypatch.setattr(direct_io, "concatenate", no_copy)
+    monkeypatch.setattr(tus_body, "BackgroundDigest", no_second_hash)
     url = path_of(tus.create(len(DATA)))
 
     assert tus.patch(url, 0, DATA).status_code == 204
@@ -95,7 +94,7 @@ def test_a_whole_upload_is_one_part_that_becomes_the_file_without_a_copy(
     session = UploadSession.objects.get(pk=upload_id(url))
     assert (session.chunk_size_bytes, session.total_parts) == (len(DATA), 1)
     assert list(UploadPart.objects.values_list("size_bytes", flat=True)) == [len(DATA)]
-    assert stored_bytes(fs_storage, url) == DATA
+    assert stored_bytes(fs_storage, upload_id(url)) == DATA
     [event] = stored_events()
     assert event.payload["file"]["sha256"] == hashlib.sha256(DATA).hexdigest()
     assert TusUpload.objects.get().tail_key == ""  # the checkpoints' tail is the part now
@@ -117,7 +116,7 @@ def test_a_server_that_dies_mid_part_keeps_the_bytes_it_recorded(
 
     assert tus.patch(url, 6 * MiB, DATA[6 * MiB :]).status_code == 204
 
-    assert stored_bytes(fs_storage, url) == DATA
+    assert stored_bytes(fs_storage, upload_id(url)) == DATA
     assert len(stored_events()) == 1
     part, notes = UploadPart.objects.get(), str(foreign.relative_to(storage_root))
     # The old tail is gone, the object beside it the portal never made is not.
@@ -133,7 +132,7 @@ def test_a_client_that_hangs_up_mid_part_keeps_all_that_arrived(tus, tus_user, f
     assert state.offset == int(tus.head(url)["Upload-Offset"]) == 5 * MiB + 7
     assert len(temp_objects(fs_storage)) == 1
     assert tus.patch(url, state.offset, DATA[state.offset :]).status_code == 204
-    assert stored_bytes(fs_storage, url) == DATA
+    assert stored_bytes(fs_storage, upload_id(url)) == DATA
 
 
 def test_a_patch_that_finds_another_moved_on_at_a_checkpoint_is_409_and_keeps_its_tail(
@@ -153,7 +152,7 @@ def test_a_patch_that_finds_another_moved_on_at_a_checkpoint_is_409_and_keeps_it
     assert tus.head(url)["Upload-Offset"] == str(3 * MiB)
     assert temp_objects(fs_storage) == [TusUpload.objects.get().tail_key]
     assert tus.patch(url, 3 * MiB, DATA[3 * MiB :]).status_code == 204
-    assert stored_bytes(fs_storage, url) == DATA
+    assert stored_bytes(fs_storage, upload_id(url)) == DATA
     assert len(stored_events()) == 1
 
 
@@ -185,4 +184,4 @@ def test_on_s3_a_whole_upload_keeps_parts_of_the_largest_size(tus, s3_storage, s
         5 * MiB,
         1 * MiB,
     ]
-    assert stored_bytes(s3_storage, url) == data
+    assert stored_bytes(s3_storage, upload_id(url)) == data

@@ -16,17 +16,18 @@ from portal.models import TusUpload, UploadFile, UploadPart, UploadSession
 from portal.services.cleanup import sweep_orphan_storage_objects
 from portal.views.tus import parse_checksum
 from tests.api.conftest import temp_objects
-from tests.tus.conftest import TusClient, checksum, metadata, path_of, stored_events
+from tests.tus.conftest import (
+    TusClient,
+    checksum,
+    metadata,
+    path_of,
+    stored_bytes,
+    stored_events,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("small_limits")]
 
 DATA = bytes(range(65, 65 + 26)) * 2  # 52 bytes: six parts of 8 and a last one of 4
-
-
-def stored_bytes(storage, session_id) -> bytes:
-    upload_file = UploadFile.objects.get(session__pk=session_id)
-    with storage.open(upload_file.storage_key) as f:
-        return f.read()
 
 
 def test_options_advertises_version_extensions_and_algorithms(client):
