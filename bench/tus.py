@@ -19,9 +19,12 @@ files of ``--small-mib`` (default 200 x 1 MiB, four at a time) to
 Each workload runs ``--rounds`` times (default 2), the servers' order alternating,
 so neither always goes second. Prints one line per figure: each workload's
 throughput on both servers over all rounds, the ratio portal/peer (goal >= 1.0x)
-and each round's, and the portal's resident memory (master and
-workers summed from /proc, sampled during the run): idle, peak, growth (goal
-< 64 MiB).
+and each round's; each workload's CPU per file (from /proc: the portal's master
+and workers, PostgreSQL's processes during the portal's rounds, the peer's
+process) and the portal's total as a multiple of the peer's, a figure that
+does not swing with how the client's connections fall on the two workers; and
+the portal's resident memory (master and workers summed from /proc, sampled
+during the run): idle, peak, growth (goal < 64 MiB).
 """
 
 import argparse
@@ -39,9 +42,11 @@ sys.path.insert(0, str(PROJECT))
 from bench.support import free_port, scratch_database, scratch_directory  # noqa: E402
 from bench.upload import (  # noqa: E402
     RssSampler,
+    cpu_seconds,
     make_token,
     manage,
     process_tree,
+    processes_named,
     rss_bytes,
     server_env,
     wait_until_up,
@@ -108,6 +113,15 @@ def portal_command(port: int) -> list[str]:
     ]  # fmt: skip
 
 
+def cpu_used(before: dict[int, float], serving: list[int]) -> dict[str, float]:
+    """CPU seconds since ``before`` of the server's processes ``serving`` and of
+    PostgreSQL's (a backend started since counts from zero)."""
+    after = cpu_seconds([*serving, *processes_named("postgres")])
+    used = {pid: seconds - before.get(pid, 0.0) for pid, seconds in after.items()}
+    server = sum(used.get(pid, 0.0) for pid in serving)
+    return {"server": server, "postgres": sum(used.values()) - server}
+
+
 def main():
     args = parse_args()
     if not (JS / "node_modules" / "tus-js-client").exists():
@@ -156,15 +170,17 @@ def main():
                 for server, endpoint, auth in servers[:: 1 if round_number % 2 == 0 else -1]:
                     # No dirty pages of the run before: their writeback would slow it.
                     os.sync()
-                    figures.setdefault((name, server), []).append(
-                        client(
-                            endpoint,
-                            auth,
-                            files,
-                            concurrency=concurrency,
-                            parallel=args.parallel_uploads,
-                        )
+                    serving = pids if server == "portal" else [peer.pid]
+                    before = cpu_seconds([*serving, *processes_named("postgres")])
+                    run = client(
+                        endpoint,
+                        auth,
+                        files,
+                        concurrency=concurrency,
+                        parallel=args.parallel_uploads,
                     )
+                    run["cpu"] = cpu_used(before, serving)
+                    figures.setdefault((name, server), []).append(run)
         peak = sampler.stop()
         stored = manage(
             env,
@@ -207,6 +223,19 @@ def main():
             for portal, peer in zip(figures[name, "portal"], figures[name, "peer"], strict=True)
         ]
         print(f"{name}_ratio_by_round: {' '.join(f'{ratio:.2f}x' for ratio in by_round)}")
+        files = args.rounds * (1 if name == "big" else len(small))
+        cpu = {
+            server: [
+                sum(run["cpu"][part] for run in figures[name, server]) / files * 1e3
+                for part in ("server", "postgres")
+            ]
+            for server in ("portal", "peer")
+        }
+        print(
+            f"{name}_cpu_per_file: portal {cpu['portal'][0]:.1f} ms + PostgreSQL "
+            f"{cpu['portal'][1]:.1f} ms, peer {cpu['peer'][0]:.1f} ms "
+            f"= {sum(cpu['portal']) / cpu['peer'][0]:.1f}x the peer's"
+        )
     expected = len(warm) + args.rounds * (1 + len(small))
     print(f"file_stored_events: {stored.splitlines()[-1]} (expected {expected})")
     print(f"server_rss_idle: {idle / MiB:.1f} MiB")

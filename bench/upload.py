@@ -129,6 +129,30 @@ def rss_bytes(pids: list[int]) -> int:
     return total
 
 
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User and system CPU each of the processes ``pids`` has used so far, from /proc."""
+    seconds = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
+
+
+def processes_named(name: str) -> list[int]:
+    """The pids of the processes whose command is ``name`` (e.g. PostgreSQL's backends)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and Path(f"/proc/{entry}/comm").read_text().strip() == name:
+                pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
 class RssSampler(threading.Thread):
     """Samples the summed RSS of the server's processes until stopped; keeps the peak."""
 
