@@ -16,6 +16,10 @@ files of ``--small-mib`` (default 200 x 1 MiB, four at a time) to
 - the peer: ``@tus/server`` with ``@tus/file-store`` (``tests/tus/js/peer.mjs``) on
   the same machine and disk.
 
+``--floor`` adds a third server, ``bench/tus_floor.py``: the portal's stack (the
+same gunicorn config, middleware, token check, storage adapter and logging) with
+none of its upload bookkeeping, the floor of the portal's CPU per file.
+
 Each workload runs ``--rounds`` times (default 2), the servers' order alternating,
 so neither always goes second. Prints one line per figure: each workload's
 throughput on both servers over all rounds, the ratio portal/peer (goal >= 1.0x)
@@ -68,6 +72,12 @@ def parse_args():
         type=int,
         default=2,
         help="rounds of each workload, the servers' order alternating (default 2)",
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time bench/tus_floor.py: a tus server on the portal's stack that only "
+        "checks the token and writes the body (the floor of the portal's CPU per file)",
     )
     parser.add_argument(
         "--scratch",
@@ -138,7 +148,7 @@ def main():
         write_file(sources / f"small-{n:04d}.bin", args.small_mib * MiB)
         for n in range(args.small_count)
     ]
-    portal = peer = None
+    portal = peer = floor = None
     figures = {}
     try:
         manage(env, "migrate", "--verbosity", "0")
@@ -155,14 +165,31 @@ def main():
             ["node", "peer.mjs", str(workdir / "peer")], cwd=JS, stdout=subprocess.PIPE, text=True
         )
         peer_url = f"http://127.0.0.1:{json.loads(peer.stdout.readline())['port']}/files/"
+        servers = [("portal", f"{base}/uploads/tus/", token), ("peer", peer_url, "")]
+        serving = {"portal": process_tree(portal.pid), "peer": [peer.pid]}
+        if args.floor:
+            floor_port = free_port()
+            floor = subprocess.Popen(
+                portal_command(floor_port),
+                cwd=PROJECT,
+                env={
+                    **env,
+                    "DJANGO_SETTINGS_MODULE": "bench.tus_floor_settings",
+                    "DJANGO_CONFIGURATION": "Floor",
+                },
+                stdout=log_file,
+                stderr=log_file,
+            )
+            wait_until_up(f"http://127.0.0.1:{floor_port}", floor)
+            servers.append(("floor", f"http://127.0.0.1:{floor_port}/floor/", token))
+            serving["floor"] = process_tree(floor.pid)
         warm = small[: args.concurrency * 2]
-        client(f"{base}/uploads/tus/", token, warm, concurrency=args.concurrency, parallel=1)
-        client(peer_url, "", warm, concurrency=args.concurrency, parallel=1)
+        for _, endpoint, auth in servers:
+            client(endpoint, auth, warm, concurrency=args.concurrency, parallel=1)
         pids = process_tree(portal.pid)
         idle = rss_bytes(pids)
         sampler = RssSampler(pids)
         sampler.start()
-        servers = [("portal", f"{base}/uploads/tus/", token), ("peer", peer_url, "")]
         for name, files, concurrency in (("big", big, 1), ("small", small, args.concurrency)):
             for round_number in range(args.rounds):
                 # Whichever server goes second meets the state the first left (free
@@ -170,8 +197,7 @@ def main():
                 for server, endpoint, auth in servers[:: 1 if round_number % 2 == 0 else -1]:
                     # No dirty pages of the run before: their writeback would slow it.
                     os.sync()
-                    serving = pids if server == "portal" else [peer.pid]
-                    before = cpu_seconds([*serving, *processes_named("postgres")])
+                    before = cpu_seconds([*serving[server], *processes_named("postgres")])
                     run = client(
                         endpoint,
                         auth,
@@ -179,7 +205,7 @@ def main():
                         concurrency=concurrency,
                         parallel=args.parallel_uploads,
                     )
-                    run["cpu"] = cpu_used(before, serving)
+                    run["cpu"] = cpu_used(before, serving[server])
                     figures.setdefault((name, server), []).append(run)
         peak = sampler.stop()
         stored = manage(
@@ -190,7 +216,7 @@ def main():
             "print(OutboxEvent.objects.filter(event_type='file.stored').count())",
         )
     finally:
-        for process in (portal, peer):
+        for process in (portal, peer, floor):
             if process is not None:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=60)
@@ -207,9 +233,10 @@ def main():
         "big": f"1 x {args.big_mib} MiB",
         "small": f"{args.small_count} x {args.small_mib} MiB",
     }
+    names = [server for server, _, _ in servers]
     for name in ("big", "small"):
         rates = {}
-        for server in ("portal", "peer"):
+        for server in names:
             runs = figures[name, server]
             seconds = sum(run["seconds"] for run in runs)
             rates[server] = sum(run["bytes"] for run in runs) / 1e6 / seconds
@@ -218,6 +245,8 @@ def main():
                 f"({seconds / len(runs):.2f} s a round, {labels[name]}, {len(runs)} rounds)"
             )
         print(f"{name}_ratio_portal_vs_peer: {rates['portal'] / rates['peer']:.2f}x")
+        if "floor" in rates:
+            print(f"{name}_ratio_floor_vs_peer: {rates['floor'] / rates['peer']:.2f}x")
         by_round = [
             (portal["bytes"] / portal["seconds"]) / (peer["bytes"] / peer["seconds"])
             for portal, peer in zip(figures[name, "portal"], figures[name, "peer"], strict=True)
@@ -229,7 +258,7 @@ def main():
                 sum(run["cpu"][part] for run in figures[name, server]) / files * 1e3
                 for part in ("server", "postgres")
             ]
-            for server in ("portal", "peer")
+            for server in names
         }
         # /proc counts in clock ticks (10 ms): a short run of the peer may show none.
         ratio = (
@@ -237,9 +266,12 @@ def main():
             if cpu["peer"][0]
             else "the peer's under one clock tick"
         )
+        floor = (
+            f"; floor {cpu['floor'][0]:.1f} + {cpu['floor'][1]:.1f} ms" if "floor" in cpu else ""
+        )
         print(
             f"{name}_cpu_per_file: portal {cpu['portal'][0]:.1f} ms + PostgreSQL "
-            f"{cpu['portal'][1]:.1f} ms, peer {cpu['peer'][0]:.1f} ms = {ratio}"
+            f"{cpu['portal'][1]:.1f} ms, peer {cpu['peer'][0]:.1f} ms = {ratio}{floor}"
         )
     expected = len(warm) + args.rounds * (1 + len(small))
     print(f"file_stored_events: {stored.splitlines()[-1]} (expected {expected})")
