@@ -166,7 +166,6 @@ def main():
         )
         peer_url = f"http://127.0.0.1:{json.loads(peer.stdout.readline())['port']}/files/"
         servers = [("portal", f"{base}/uploads/tus/", token), ("peer", peer_url, "")]
-        serving = {"portal": process_tree(portal.pid), "peer": [peer.pid]}
         if args.floor:
             floor_port = free_port()
             floor = subprocess.Popen(
@@ -182,11 +181,14 @@ def main():
             )
             wait_until_up(f"http://127.0.0.1:{floor_port}", floor)
             servers.append(("floor", f"http://127.0.0.1:{floor_port}/floor/", token))
-            serving["floor"] = process_tree(floor.pid)
         warm = small[: args.concurrency * 2]
         for _, endpoint, auth in servers:
             client(endpoint, auth, warm, concurrency=args.concurrency, parallel=1)
         pids = process_tree(portal.pid)
+        # Each server's processes, for its CPU: read once all its workers have served.
+        serving = {"portal": pids, "peer": [peer.pid]}
+        if floor is not None:
+            serving["floor"] = process_tree(floor.pid)
         idle = rss_bytes(pids)
         sampler = RssSampler(pids)
         sampler.start()
