@@ -22,7 +22,7 @@ none of its upload bookkeeping, the floor of the portal's CPU per file.
 
 Each workload runs ``--rounds`` times (default 2), the servers' order alternating,
 so neither always goes second. Prints one line per figure: each workload's
-throughput on both servers over all rounds, the ratio portal/peer (goal >= 1.0x)
+throughput on each server over all rounds, the ratio portal/peer (goal >= 1.0x)
 and each round's; each workload's CPU per file (from /proc: the portal's master
 and workers, PostgreSQL's processes during the portal's rounds, the peer's
 process) and the portal's total as a multiple of the peer's, a figure that
@@ -123,10 +123,15 @@ def portal_command(port: int) -> list[str]:
     ]  # fmt: skip
 
 
+def cpu_snapshot(serving: list[int]) -> dict[int, float]:
+    """CPU seconds so far of the server's processes ``serving`` and of PostgreSQL's."""
+    return cpu_seconds([*serving, *processes_named("postgres")])
+
+
 def cpu_used(before: dict[int, float], serving: list[int]) -> dict[str, float]:
-    """CPU seconds since ``before`` of the server's processes ``serving`` and of
-    PostgreSQL's (a backend started since counts from zero)."""
-    after = cpu_seconds([*serving, *processes_named("postgres")])
+    """CPU seconds since ``before`` (a ``cpu_snapshot``) of ``serving`` and of
+    PostgreSQL (a backend started since counts from zero)."""
+    after = cpu_snapshot(serving)
     used = {pid: seconds - before.get(pid, 0.0) for pid, seconds in after.items()}
     server = sum(used.get(pid, 0.0) for pid in serving)
     return {"server": server, "postgres": sum(used.values()) - server}
@@ -199,7 +204,7 @@ def main():
                 for server, endpoint, auth in servers[:: 1 if round_number % 2 == 0 else -1]:
                     # No dirty pages of the run before: their writeback would slow it.
                     os.sync()
-                    before = cpu_seconds([*serving[server], *processes_named("postgres")])
+                    before = cpu_snapshot(serving[server])
                     run = client(
                         endpoint,
                         auth,
@@ -254,7 +259,7 @@ def main():
             for portal, peer in zip(figures[name, "portal"], figures[name, "peer"], strict=True)
         ]
         print(f"{name}_ratio_by_round: {' '.join(f'{ratio:.2f}x' for ratio in by_round)}")
-        files = args.rounds * (1 if name == "big" else len(small))
+        files = args.rounds * len(big if name == "big" else small)
         cpu = {
             server: [
                 sum(run["cpu"][part] for run in figures[name, server]) / files * 1e3
@@ -268,12 +273,12 @@ def main():
             if cpu["peer"][0]
             else "the peer's under one clock tick"
         )
-        floor = (
+        floor_cpu = (
             f"; floor {cpu['floor'][0]:.1f} + {cpu['floor'][1]:.1f} ms" if "floor" in cpu else ""
         )
         print(
             f"{name}_cpu_per_file: portal {cpu['portal'][0]:.1f} ms + PostgreSQL "
-            f"{cpu['portal'][1]:.1f} ms, peer {cpu['peer'][0]:.1f} ms = {ratio}{floor}"
+            f"{cpu['portal'][1]:.1f} ms, peer {cpu['peer'][0]:.1f} ms = {ratio}{floor_cpu}"
         )
     expected = len(warm) + args.rounds * (1 + len(small))
     print(f"file_stored_events: {stored.splitlines()[-1]} (expected {expected})")

@@ -4,9 +4,9 @@ The URLconf of ``bench.tus_floor_settings.Floor``, the production configuration
 with only these two views. They serve only what tus-js-client needs for a new
 upload and do only what any upload must: check the bearer token (one query),
 stream the PATCH body into a temp part through the storage adapter (hashed,
-O_DIRECT) and log one line. There are no sessions, parts, finalize or events, and no resume.
-The portal's CPU per file above this floor is what its upload bookkeeping costs
-(PEP 0028).
+O_DIRECT) and log one line. There are no sessions, parts, finalize or events, and
+no resume. The portal's CPU per file above this floor is what its upload
+bookkeeping costs (PEP 0028).
 """
 
 import uuid
